@@ -1,0 +1,297 @@
+package caddyupload
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddyupload/caddyupload/internal/realservers"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	realservers.StopShared()
+	os.Exit(code)
+}
+
+// testUsers are the basic_auth accounts of the test sites.
+var testUsers = map[string]string{"alice": "alice-pw", "bob": "bob-pw"}
+
+// testSite is Caddy running in this test process with an upload route on a
+// real S3-compatible server.
+type testSite struct {
+	t      *testing.T
+	s3     *realservers.S3Server
+	bucket string
+	base   string // http://127.0.0.1:PORT
+	dir    string
+	port   int
+}
+
+// newSite prepares a site on server srv (a fresh bucket, a data dir, a
+// port) without starting Caddy.
+func newSite(t *testing.T, srv *realservers.S3Server) *testSite {
+	t.Helper()
+	s := &testSite{t: t, s3: srv, bucket: srv.NewBucket(t), dir: t.TempDir(), port: realservers.FreePort(t)}
+	s.base = fmt.Sprintf("http://127.0.0.1:%d", s.port)
+	t.Setenv("CU_TEST_S3_KEY", srv.AccessKey)
+	t.Setenv("CU_TEST_S3_SECRET", srv.SecretKey)
+	return s
+}
+
+// caddyfile renders a site whose /up/* route is `upload { s3 {...} ledger
+// ... <policy> }` behind basic_auth.
+func (s *testSite) caddyfile(policy string) string {
+	var users strings.Builder
+	for u, pw := range testUsers {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		fmt.Fprintf(&users, "\t\t\t%s %s\n", u, h)
+	}
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	log {
+		level ERROR
+	}
+	storage file_system %[1]s/caddy
+	http_port %[2]d
+}
+http://127.0.0.1:%[2]d {
+	handle_path /up/* {
+		basic_auth {
+%[3]s		}
+		upload {
+			s3 {
+				bucket %[4]s
+				endpoint %[5]s
+				access_key_id {env.CU_TEST_S3_KEY}
+				secret_access_key {env.CU_TEST_S3_SECRET}
+			}
+			ledger %[1]s/ledger.db
+%[6]s
+		}
+	}
+}
+`, s.dir, s.port, users.String(), s.bucket, s.s3.Endpoint, policy)
+}
+
+// load adapts and loads cfg into this process's Caddy; the first load also
+// stops Caddy when the test ends.
+func (s *testSite) load(cfg string) {
+	s.t.Helper()
+	if err := loadCaddyfile(cfg); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = caddy.Stop() })
+}
+
+func loadCaddyfile(cfg string) error {
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	js, _, err := adapter.Adapt([]byte(cfg), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		return fmt.Errorf("adapt: %w", err)
+	}
+	err = caddy.Load(js, true)
+	// The old server closed its keep-alive connections.
+	noRedirect.CloseIdleConnections()
+	return err
+}
+
+// call sends an API request as user ("" = anonymous) and decodes the JSON
+// answer into out when out is non-nil.
+func (s *testSite) call(user, method, path string, body any, out any) *http.Response {
+	s.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		js, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		rd = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, s.base+"/up"+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if user != "" {
+		req.SetBasicAuth(user, testUsers[user])
+	}
+	resp := do(s.t, noRedirect, req)
+	if out != nil {
+		if err := json.Unmarshal(resp.body, out); err != nil {
+			s.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, resp.body, err)
+		}
+	}
+	return resp.Response
+}
+
+var noRedirect = &http.Client{
+	Timeout:       30 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+type response struct {
+	*http.Response
+	body []byte
+}
+
+func do(t *testing.T, c *http.Client, req *http.Request) response {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return response{resp, body}
+}
+
+// created is the create answer.
+type created struct {
+	ID        string            `json:"id"`
+	Key       string            `json:"key"`
+	Status    string            `json:"status"`
+	Method    string            `json:"method"`
+	URL       string            `json:"url"`
+	Headers   map[string]string `json:"headers"`
+	Fields    map[string]string `json:"fields"`
+	ExpiresAt time.Time         `json:"expires_at"`
+	Multipart *struct {
+		PartSize  int64 `json:"part_size"`
+		PartCount int32 `json:"part_count"`
+	} `json:"multipart"`
+}
+
+type record struct {
+	ID          string     `json:"id"`
+	Key         string     `json:"key"`
+	Status      string     `json:"status"`
+	Filename    string     `json:"filename"`
+	Size        int64      `json:"size"`
+	Type        string     `json:"type"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ConfirmedAt *time.Time `json:"confirmed_at"`
+}
+
+type apiErr struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+	Message string `json:"message"`
+}
+
+// create makes an upload and fails the test unless it answers 201.
+func (s *testSite) create(user, filename string, size int64, typ string) created {
+	s.t.Helper()
+	var c created
+	resp := s.call(user, "POST", "/", map[string]any{"filename": filename, "size": size, "type": typ}, &c)
+	if resp.StatusCode != http.StatusCreated {
+		s.t.Fatalf("create %s: %d", filename, resp.StatusCode)
+	}
+	return c
+}
+
+// put sends body to a presigned PUT with the headers it came with,
+// overriding any in override; it returns the storage server's status.
+func (s *testSite) put(c created, body []byte, override map[string]string) int {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodPut, c.URL, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for k, v := range c.Headers {
+		if !strings.EqualFold(k, "Content-Length") {
+			req.Header.Set(k, v)
+		}
+	}
+	for k, v := range override {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	return do(s.t, http.DefaultClient, req).StatusCode
+}
+
+// expectError asserts status and error code of resp's JSON body.
+func expectError(t *testing.T, resp *http.Response, status int, code string) {
+	t.Helper()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Errorf("status %d, want %d (%s)", resp.StatusCode, status, body)
+		return
+	}
+	var e apiErr
+	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != code || e.Error.Message == "" || e.Message != e.Error.Message {
+		t.Errorf("body %s: want error code %q with a message", body, code)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type %q", ct)
+	}
+}
+
+// objectExists asks the storage server directly.
+func (s *testSite) objectExists(key string) bool {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.s3.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	return err == nil
+}
+
+// putDirect writes an object with the server's root credentials, bypassing
+// the module: a canary, or an object that lies about its upload.
+func (s *testSite) putDirect(key string, body []byte, typ string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.s3.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(body), ContentType: &typ}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// eventually polls cond until it holds or 30 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func ledgerPath(s *testSite) string { return filepath.Join(s.dir, "ledger.db") }

@@ -1,0 +1,186 @@
+package caddyupload
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// keyTemplate is a parsed `key` setting: literal text and placeholders.
+// Literal text is the operator's; every placeholder value that comes from a
+// caller is escaped so that it can never add a path segment, a "..", or a
+// control character to the key.
+type keyTemplate struct {
+	parts []keyPart
+	// prefix is the literal text before the first placeholder: every key
+	// the route issues starts with it.
+	prefix string
+}
+
+type keyPart struct {
+	literal string
+	name    string // placeholder name when literal is ""
+}
+
+// keyVars are the values a key is rendered from.
+type keyVars struct {
+	UUID    string
+	ID      string
+	Ext     string
+	Subject string
+	Claims  map[string]any
+	Now     time.Time
+}
+
+const maxKeyLen = 1024
+
+func parseKeyTemplate(s string) (keyTemplate, error) {
+	var kt keyTemplate
+	if s == "" {
+		return kt, fmt.Errorf("empty key template")
+	}
+	if strings.HasPrefix(s, "/") {
+		return kt, fmt.Errorf("key template %q must not start with /", s)
+	}
+	unique := false
+	rest := s
+	for rest != "" {
+		open := strings.IndexByte(rest, '{')
+		if open < 0 {
+			kt.parts = append(kt.parts, keyPart{literal: rest})
+			break
+		}
+		if open > 0 {
+			kt.parts = append(kt.parts, keyPart{literal: rest[:open]})
+		}
+		end := strings.IndexByte(rest[open:], '}')
+		if end < 0 {
+			return kt, fmt.Errorf("key template %q: unclosed {", s)
+		}
+		name := rest[open+1 : open+end]
+		switch {
+		case name == "uuid" || name == "id":
+			unique = true
+		case name == "ext" || name == "user" || name == "year" || name == "month" || name == "day":
+		case strings.HasPrefix(name, "claims.") && len(name) > len("claims."):
+		default:
+			return kt, fmt.Errorf("key template %q: unknown placeholder {%s}", s, name)
+		}
+		kt.parts = append(kt.parts, keyPart{name: name})
+		rest = rest[open+end+1:]
+	}
+	for _, p := range kt.parts {
+		if p.name != "" {
+			break
+		}
+		kt.prefix += p.literal
+	}
+	for _, p := range kt.parts {
+		if p.name != "" {
+			continue
+		}
+		if strings.ContainsRune(p.literal, '}') {
+			return kt, fmt.Errorf("key template %q: stray }", s)
+		}
+		for _, r := range p.literal {
+			if r < 0x20 || r == 0x7f || r == '\\' {
+				return kt, fmt.Errorf("key template %q: control character or backslash", s)
+			}
+		}
+	}
+	// Render with harmless values to reject "..", "//" and "." segments the
+	// literal text would create.
+	probe := kt.render(keyVars{UUID: "u", ID: "i", Subject: "s", Now: time.Unix(0, 0)})
+	for _, seg := range strings.Split(probe, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return kt, fmt.Errorf("key template %q: empty, . or .. path segment", s)
+		}
+	}
+	if !unique {
+		return kt, fmt.Errorf("key template %q must contain {uuid} or {id}, or uploads would overwrite each other", s)
+	}
+	return kt, nil
+}
+
+func (kt keyTemplate) render(v keyVars) string {
+	var b strings.Builder
+	for _, p := range kt.parts {
+		if p.name == "" {
+			b.WriteString(p.literal)
+			continue
+		}
+		switch p.name {
+		case "uuid":
+			b.WriteString(v.UUID)
+		case "id":
+			b.WriteString(v.ID)
+		case "ext":
+			b.WriteString(v.Ext) // chosen from a fixed table: ".jpg"
+		case "user":
+			b.WriteString(escapeKeyValue(v.Subject))
+		case "year":
+			b.WriteString(strconv.Itoa(v.Now.UTC().Year()))
+		case "month":
+			fmt.Fprintf(&b, "%02d", int(v.Now.UTC().Month()))
+		case "day":
+			fmt.Fprintf(&b, "%02d", v.Now.UTC().Day())
+		default: // claims.NAME
+			b.WriteString(escapeKeyValue(claimString(v.Claims, strings.TrimPrefix(p.name, "claims."))))
+		}
+	}
+	return b.String()
+}
+
+// claimString renders a scalar claim; anything else is empty.
+func claimString(claims map[string]any, name string) string {
+	switch c := claims[name].(type) {
+	case string:
+		return c
+	case bool:
+		return strconv.FormatBool(c)
+	case float64:
+		return strconv.FormatFloat(c, 'f', -1, 64)
+	case int64:
+		return strconv.FormatInt(c, 10)
+	case int:
+		return strconv.Itoa(c)
+	}
+	return ""
+}
+
+const maxKeyValueLen = 64
+
+// escapeKeyValue makes a caller-derived value safe as part of one path
+// segment: ASCII letters, digits, '-', '_' and non-leading '.' stay; every
+// other byte becomes %XX. The value is cut to 64 bytes first (at a rune
+// boundary); an empty value becomes "_".
+func escapeKeyValue(s string) string {
+	if len(s) > maxKeyValueLen {
+		cut := maxKeyValueLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	if s == "" {
+		return "_"
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+			b.WriteByte(c)
+		case c == '.' && i > 0:
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,268 @@
+// Package caddyupload is a Caddy HTTP handler that gives any web application
+// direct-to-object-storage uploads: browsers ask it for a presigned S3
+// request with metadata only, send the bytes straight to the bucket, and
+// ask it to confirm. It never carries file bytes.
+package caddyupload
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddyupload/caddyupload/storage"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults the contract promises.
+const (
+	defaultURLTTL             = 60 * time.Second
+	defaultPendingTTL         = time.Hour
+	defaultKey                = "{uuid}{ext}"
+	defaultMaxSize            = 1 << 30 // 1 GiB
+	defaultMultipartThreshold = 100 << 20
+	defaultPartSize           = 16 << 20
+	defaultSweepInterval      = time.Minute
+	minPartSize               = 5 << 20 // S3's minimum for every part but the last
+	maxParts                  = 10000
+	maxSinglePut              = 5 << 30 // S3's limit for one PUT
+	maxRequestBody            = 64 << 10
+)
+
+// Handler is an upload route: it authenticates the caller, applies the
+// route's policy, records each upload in the ledger and hands out presigned
+// requests for the object store. Mount it under a path prefix, e.g. with
+// `handle_path /uploads/*`; its API paths are relative to that prefix.
+type Handler struct {
+	// Name identifies the route in logs and records. Default: the key
+	// template's literal prefix, or "upload".
+	Name string `json:"name,omitempty"`
+
+	// Storage is the object-store backend (module namespace
+	// `upload.storage`, chosen by "backend"). Default: the embedded
+	// S3-compatible server (`embedded`) when the binary includes it.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=upload.storage inline_key=backend"`
+
+	// Ledger is where upload records are kept (module namespace
+	// `upload.ledger`, chosen by "backend"). Default: a bbolt file
+	// `upload/ledger.db` under Caddy's data directory, shared by every
+	// route that names the same file.
+	LedgerRaw json.RawMessage `json:"ledger,omitempty" caddy:"namespace=upload.ledger inline_key=backend"`
+
+	// OIDC verifies the caller's token. Without it, the caller is the user
+	// Caddy's own authentication set (`{http.auth.user.id}`, e.g. from
+	// basic_auth placed before this handler); no user means 401.
+	OIDC *OIDC `json:"oidc,omitempty"`
+
+	// MaxSize is the largest upload in bytes. Default: 1 GiB.
+	MaxSize int64 `json:"max_size,omitempty"`
+	// MinSize is the smallest upload in bytes. Default: 1.
+	MinSize int64 `json:"min_size,omitempty"`
+	// Types are the media types allowed, exactly ("image/png") or by
+	// wildcard ("image/*"). Default: any type.
+	Types []string `json:"types,omitempty"`
+	// Key is the template of object keys. Placeholders: {uuid}, {id} (the
+	// upload id), {ext} (the file's extension when it agrees with the type,
+	// else the type's usual one), {user} (the subject), {claims.NAME},
+	// {year}, {month}, {day}. Values from the caller are escaped so they
+	// cannot change the key's structure. It must contain {uuid} or {id}.
+	// Default: "{uuid}{ext}".
+	Key string `json:"key,omitempty"`
+	// Method is how single objects are uploaded: "put" (a presigned PUT
+	// with signed Content-Length and Content-Type) or "post" (an S3 POST
+	// policy form; not on Cloudflare R2). Default: "put".
+	Method string `json:"method,omitempty"`
+	// URLTTL is how long a presigned request stays valid. Default: 60s.
+	URLTTL caddy.Duration `json:"url_ttl,omitempty"`
+	// PendingTTL is how long an upload may stay pending before the sweeper
+	// deletes its object and marks it expired. Default: 1h.
+	PendingTTL caddy.Duration `json:"pending_ttl,omitempty"`
+	// MultipartThreshold is the size in bytes above which an upload is
+	// multipart, its parts signed on demand. Default: 100 MiB.
+	MultipartThreshold int64 `json:"multipart_threshold,omitempty"`
+	// PartSize is the part size in bytes of multipart uploads; it grows
+	// when a file would need more than 10,000 parts. Default: 16 MiB;
+	// minimum 5 MiB.
+	PartSize int64 `json:"part_size,omitempty"`
+	// SweepInterval is how often abandoned uploads are looked for.
+	// Default: 1m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+	// DisableSweeper turns the in-process sweeper off (e.g. when another
+	// instance sharing the ledger runs it). Default: false.
+	DisableSweeper bool `json:"disable_sweeper,omitempty"`
+
+	store  storage.ObjectStore
+	ledger storage.Ledger
+	auth   authenticator
+	keys   keyTemplate
+	types  typeMatcher
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.upload",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// StorageBackend is implemented by modules in the upload.storage namespace.
+type StorageBackend interface {
+	ObjectStore() storage.ObjectStore
+}
+
+// LedgerBackend is implemented by modules in the upload.ledger namespace.
+type LedgerBackend interface {
+	Ledger() storage.Ledger
+}
+
+// Provision sets up the handler.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.setDefaults()
+	// Validate before anything is started: the sweeper must not run for a
+	// config that is about to be refused.
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	var err error
+	if h.keys, err = parseKeyTemplate(h.Key); err != nil {
+		return err
+	}
+	if h.Name == "" {
+		h.Name = strings.TrimSuffix(h.keys.prefix, "/")
+		if h.Name == "" {
+			h.Name = "upload"
+		}
+	}
+	h.types = newTypeMatcher(h.Types)
+
+	var mod any
+	if h.StorageRaw != nil {
+		mod, err = ctx.LoadModule(h, "StorageRaw")
+	} else {
+		mod, err = ctx.LoadModuleByID("upload.storage.embedded", json.RawMessage("{}"))
+		if err != nil {
+			err = fmt.Errorf("no storage configured and no embedded server in this build (%v): configure an s3 storage", err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("loading storage: %v", err)
+	}
+	sb, ok := mod.(StorageBackend)
+	if !ok {
+		return fmt.Errorf("storage module %T is not a StorageBackend", mod)
+	}
+	h.store = sb.ObjectStore()
+
+	if h.LedgerRaw != nil {
+		mod, err = ctx.LoadModule(h, "LedgerRaw")
+	} else {
+		mod, err = ctx.LoadModuleByID("upload.ledger.bolt", json.RawMessage("{}"))
+	}
+	if err != nil {
+		return fmt.Errorf("loading ledger: %v", err)
+	}
+	lb, ok := mod.(LedgerBackend)
+	if !ok {
+		return fmt.Errorf("ledger module %T is not a LedgerBackend", mod)
+	}
+	h.ledger = lb.Ledger()
+
+	if h.auth, err = h.newAuthenticator(ctx); err != nil {
+		return err
+	}
+	if h.Method == "post" && !h.store.SupportsPost() {
+		return fmt.Errorf("method post: this storage backend does not accept POST policy uploads; use put")
+	}
+	if !h.DisableSweeper {
+		go h.runSweeper(ctx)
+	}
+	return nil
+}
+
+func (h *Handler) setDefaults() {
+	if h.Key == "" {
+		h.Key = defaultKey
+	}
+	if h.MaxSize == 0 {
+		h.MaxSize = defaultMaxSize
+	}
+	if h.MinSize == 0 {
+		h.MinSize = 1
+	}
+	if h.Method == "" {
+		h.Method = "put"
+	}
+	if h.URLTTL == 0 {
+		h.URLTTL = caddy.Duration(defaultURLTTL)
+	}
+	if h.PendingTTL == 0 {
+		h.PendingTTL = caddy.Duration(defaultPendingTTL)
+	}
+	if h.MultipartThreshold == 0 {
+		h.MultipartThreshold = defaultMultipartThreshold
+	}
+	if h.PartSize == 0 {
+		h.PartSize = defaultPartSize
+	}
+	if h.SweepInterval == 0 {
+		h.SweepInterval = caddy.Duration(defaultSweepInterval)
+	}
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	switch {
+	case h.MinSize < 1:
+		return fmt.Errorf("min_size must be at least 1 byte")
+	case h.MaxSize < h.MinSize:
+		return fmt.Errorf("max_size (%d) is below min_size (%d)", h.MaxSize, h.MinSize)
+	case h.Method != "put" && h.Method != "post":
+		return fmt.Errorf("method must be put or post, not %q", h.Method)
+	case time.Duration(h.URLTTL) < time.Second || time.Duration(h.URLTTL) > 7*24*time.Hour:
+		return fmt.Errorf("url_ttl must be between 1s and 7 days (SigV4's limit)")
+	case h.PendingTTL < h.URLTTL:
+		return fmt.Errorf("pending_ttl (%s) must not be shorter than url_ttl (%s)", time.Duration(h.PendingTTL), time.Duration(h.URLTTL))
+	case h.PartSize < minPartSize:
+		return fmt.Errorf("part_size must be at least 5MiB (S3's minimum)")
+	case h.MultipartThreshold < minPartSize:
+		return fmt.Errorf("multipart_threshold must be at least 5MiB")
+	case h.MultipartThreshold > maxSinglePut:
+		return fmt.Errorf("multipart_threshold must not exceed 5GiB (S3's single PUT limit)")
+	case time.Duration(h.SweepInterval) < time.Second:
+		return fmt.Errorf("sweep_interval must be at least 1s")
+	}
+	for _, t := range h.Types {
+		if !validTypePattern(t) {
+			return fmt.Errorf("types: %q is not a media type or type/* pattern", t)
+		}
+	}
+	return nil
+}
+
+// Cleanup releases what Provision acquired; the storage and ledger modules
+// release their own resources when the config's context ends.
+func (h *Handler) Cleanup() error {
+	if h.auth != nil {
+		h.auth.release()
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,230 @@
+package caddyupload
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/caddyupload/caddyupload/storage"
+)
+
+const maxPartsPerSignCall = 1000
+
+// partLayout fixes the part size of a multipart upload of size bytes:
+// equal parts but the last (R2 requires it), at least the route's part
+// size, grown in whole MiB so that no more than 10,000 parts are needed.
+func partLayout(size, partSize int64) (int64, int32) {
+	if min := (size + maxParts - 1) / maxParts; partSize < min {
+		const mib = 1 << 20
+		partSize = (min + mib - 1) / mib * mib
+	}
+	return partSize, int32((size + partSize - 1) / partSize)
+}
+
+// createMultipart starts the storage server's multipart upload for rec.
+func (h *Handler) createMultipart(r *http.Request, rec *storage.Record) error {
+	if rec.Size > 0 {
+		rec.Internal.PartSize, rec.Internal.PartCount = partLayout(rec.Size, h.PartSize)
+	}
+	uploadID, err := h.store.CreateMultipart(r.Context(), rec.Key, rec.Type)
+	if err != nil {
+		return errStorage(err)
+	}
+	rec.Internal.UploadID = uploadID
+	return nil
+}
+
+// partSize is the exact length of part n of rec; 0 when the client picks
+// its own part size (uploads created without a size).
+func partSize(rec *storage.Record, n int32) int64 {
+	if rec.Internal.PartCount == 0 {
+		return 0
+	}
+	if n < rec.Internal.PartCount {
+		return rec.Internal.PartSize
+	}
+	return rec.Size - int64(rec.Internal.PartCount-1)*rec.Internal.PartSize
+}
+
+type signPartsRequest struct {
+	Numbers []int32 `json:"numbers"`
+}
+
+type signedPart struct {
+	Number  int32             `json:"number"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+type signPartsResponse struct {
+	Parts     []signedPart `json:"parts"`
+	ExpiresAt time.Time    `json:"expires_at"`
+}
+
+// serveSignParts handles POST /{id}/parts.
+func (h *Handler) serveSignParts(w http.ResponseWriter, r *http.Request, who identity, id string) error {
+	var req signPartsRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		return e
+	}
+	if len(req.Numbers) == 0 || len(req.Numbers) > maxPartsPerSignCall {
+		return errInvalid(fmt.Sprintf("numbers must list 1 to %d part numbers", maxPartsPerSignCall))
+	}
+	rec, e := h.pendingMultipart(r, who, id)
+	if e != nil {
+		return e
+	}
+	resp := signPartsResponse{Parts: make([]signedPart, 0, len(req.Numbers))}
+	for _, n := range req.Numbers {
+		sp, err := h.signPart(r, rec, n)
+		if err != nil {
+			return err
+		}
+		resp.Parts = append(resp.Parts, signedPart{Number: n, URL: sp.URL, Headers: sp.Headers})
+		resp.ExpiresAt = sp.Expires
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// signPart presigns part n of rec, refusing numbers outside the upload.
+func (h *Handler) signPart(r *http.Request, rec *storage.Record, n int32) (storage.SignedRequest, error) {
+	last := rec.Internal.PartCount
+	if last == 0 {
+		last = maxParts
+	}
+	if n < 1 || n > last {
+		return storage.SignedRequest{}, errInvalid(fmt.Sprintf("part numbers must be between 1 and %d", last))
+	}
+	sr, err := h.store.PresignPart(r.Context(), storage.PartInput{
+		Key: rec.Key, UploadID: rec.Internal.UploadID, Number: n, Size: partSize(rec, n), TTL: time.Duration(h.URLTTL),
+	}, h.origin(r))
+	if err != nil {
+		return sr, errStorage(err)
+	}
+	return sr, nil
+}
+
+// pendingMultipart loads the caller's multipart record that may still
+// receive parts.
+func (h *Handler) pendingMultipart(r *http.Request, who identity, id string) (*storage.Record, error) {
+	rec, err := h.ownRecord(r, who, id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Internal.Method != storage.MethodMultipart {
+		return nil, errInvalid("this upload is not multipart")
+	}
+	if e := pendingState(rec, time.Now()); e != nil {
+		return nil, e
+	}
+	return rec, nil
+}
+
+type listPartsResponse struct {
+	Parts []storage.Part `json:"parts"`
+}
+
+// serveListParts handles GET /{id}/parts: what storage holds, to resume.
+func (h *Handler) serveListParts(w http.ResponseWriter, r *http.Request, who identity, id string) error {
+	rec, err := h.pendingMultipart(r, who, id)
+	if err != nil {
+		return err
+	}
+	parts, err := h.store.ListParts(r.Context(), rec.Key, rec.Internal.UploadID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return errExpired("the multipart upload no longer exists")
+		}
+		return errStorage(err)
+	}
+	if parts == nil {
+		parts = []storage.Part{}
+	}
+	writeJSON(w, http.StatusOK, listPartsResponse{Parts: parts})
+	return nil
+}
+
+type completeRequest struct {
+	Parts []struct {
+		Number int32  `json:"number"`
+		ETag   string `json:"etag"`
+	} `json:"parts"`
+}
+
+// assemble completes rec's multipart upload in storage from the stored
+// parts, checked against the client's list when it sent one. It succeeds
+// when the upload was completed before (a retry after a crash).
+func (h *Handler) assemble(r *http.Request, rec *storage.Record, want *completeRequest) error {
+	ctx := r.Context()
+	stored, err := h.store.ListParts(ctx, rec.Key, rec.Internal.UploadID)
+	if errors.Is(err, storage.ErrNotFound) {
+		// Completed by an earlier call whose confirmation was not recorded;
+		// the object check that follows decides.
+		return nil
+	}
+	if err != nil {
+		return errStorage(err)
+	}
+	sort.Slice(stored, func(i, j int) bool { return stored[i].Number < stored[j].Number })
+	byNumber := make(map[int32]storage.Part, len(stored))
+	var total int64
+	for _, p := range stored {
+		byNumber[p.Number] = p
+		total += p.Size
+	}
+	parts := stored
+	if want != nil && len(want.Parts) > 0 {
+		parts = make([]storage.Part, 0, len(want.Parts))
+		for _, p := range want.Parts {
+			s, ok := byNumber[p.Number]
+			if !ok {
+				return errNotUploaded(fmt.Sprintf("part %d is not in storage", p.Number))
+			}
+			if trimETag(p.ETag) != trimETag(s.ETag) {
+				return errInvalid(fmt.Sprintf("part %d: the ETag does not match the stored part", p.Number))
+			}
+			parts = append(parts, s)
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i].Number < parts[j].Number })
+		total = 0
+		for i, p := range parts {
+			if i > 0 && parts[i-1].Number == p.Number {
+				return errInvalid(fmt.Sprintf("part %d is listed twice", p.Number))
+			}
+			total += p.Size
+		}
+	}
+	if len(parts) == 0 {
+		return errNotUploaded("no parts have been uploaded")
+	}
+	if n := rec.Internal.PartCount; n > 0 {
+		if int32(len(parts)) != n || parts[0].Number != 1 || parts[len(parts)-1].Number != n {
+			return errNotUploaded(fmt.Sprintf("%d of %d parts are uploaded", len(parts), n))
+		}
+		for _, p := range parts {
+			if p.Size != partSize(rec, p.Number) {
+				return h.reject(r, rec, fmt.Sprintf("part %d has %d bytes, not %d", p.Number, p.Size, partSize(rec, p.Number)), errVerification)
+			}
+		}
+	}
+	if limit := rec.Internal.MaxSize; limit > 0 && total > limit {
+		return h.reject(r, rec, fmt.Sprintf("the parts hold %d bytes, over the limit of %d", total, limit), errTooLarge)
+	}
+	if err := h.store.CompleteMultipart(ctx, rec.Key, rec.Internal.UploadID, parts); err != nil {
+		if errors.Is(err, storage.ErrInvalidPart) {
+			return errNotUploaded("storage refused the part list")
+		}
+		return errStorage(err)
+	}
+	return nil
+}
+
+func trimETag(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,95 @@
+package caddyupload
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"unicode"
+	"unicode/utf8"
+)
+
+// decodeBody reads a JSON request body of at most 64 KiB into v.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	body := http.MaxBytesReader(w, r.Body, maxRequestBody)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var ute *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return errTooLarge("the request body is larger than 64 KiB")
+		case errors.As(err, &ute):
+			return errInvalid(fmt.Sprintf("field %q has the wrong type", ute.Field))
+		case errors.Is(err, io.EOF):
+			return errInvalid("a JSON body is required")
+		}
+		return errInvalid("malformed JSON body")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge("the request body is larger than 64 KiB")
+		}
+		return errInvalid("unexpected data after the JSON body")
+	}
+	return nil
+}
+
+// checkFilename enforces the contract's filename rules.
+func checkFilename(name string) *apiError {
+	switch {
+	case name == "":
+		return errInvalid("filename is required")
+	case len(name) > 255:
+		return errInvalid("filename is longer than 255 bytes")
+	case !utf8.ValidString(name):
+		return errInvalid("filename is not valid UTF-8")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return errInvalid("filename contains a control character")
+		}
+	}
+	return nil
+}
+
+const (
+	maxMetadataEntries = 32
+	maxMetadataKey     = 128
+	maxMetadataValue   = 1024
+)
+
+func checkMetadata(md map[string]string) *apiError {
+	if len(md) > maxMetadataEntries {
+		return errInvalid(fmt.Sprintf("metadata has more than %d entries", maxMetadataEntries))
+	}
+	for k, v := range md {
+		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue {
+			return errInvalid("metadata keys must be 1–128 bytes and values at most 1024 bytes")
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return errInvalid("metadata must be valid UTF-8")
+		}
+		for _, r := range k + v {
+			if unicode.IsControl(r) && r != '\n' && r != '\t' {
+				return errInvalid("metadata contains a control character")
+			}
+		}
+	}
+	return nil
+}
+
+func isHexSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

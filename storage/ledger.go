@@ -1,0 +1,104 @@
+package storage
+
+import (
+	"context"
+	"time"
+)
+
+// Status is where an upload is in its life.
+type Status string
+
+const (
+	StatusPending   Status = "pending"
+	StatusConfirmed Status = "confirmed"
+	StatusAborted   Status = "aborted"
+	StatusExpired   Status = "expired"
+	StatusRejected  Status = "rejected"
+)
+
+// Upload methods a record can be created with.
+const (
+	MethodPut       = "PUT"
+	MethodPost      = "POST"
+	MethodMultipart = "MULTIPART"
+)
+
+// Record is one upload as the ledger keeps it. Fields tagged "-" in JSON
+// answers are the module's own bookkeeping and never reach a client; the
+// ledger stores all of them (see the bolt backend's encoding).
+type Record struct {
+	ID          string            `json:"id"`
+	Key         string            `json:"key"`
+	Status      Status            `json:"status"`
+	Filename    string            `json:"filename"`
+	Size        int64             `json:"size"`
+	Type        string            `json:"type"`
+	SHA256      string            `json:"sha256,omitempty"` // lowercase hex
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+	ConfirmedAt *time.Time        `json:"confirmed_at,omitempty"`
+
+	Internal RecordInternal `json:"-"`
+}
+
+// RecordInternal holds what only the module sees.
+type RecordInternal struct {
+	// Subject owns the record: every call by another subject is a 404.
+	Subject string `json:"subject"`
+	// Store is the ObjectStore.ID() the key was issued in; the sweeper of a
+	// store only ever touches its own records.
+	Store string `json:"store"`
+	// Route names the upload route that created the record.
+	Route  string `json:"route,omitempty"`
+	Method string `json:"method"`
+	// MaxSize is the policy limit when Size is not known at creation
+	// (POST policy and Uppy multipart uploads); 0 otherwise.
+	MaxSize int64 `json:"max_size,omitempty"`
+	// UploadID is the storage server's multipart upload id.
+	UploadID  string `json:"upload_id,omitempty"`
+	PartSize  int64  `json:"part_size,omitempty"`
+	PartCount int32  `json:"part_count,omitempty"`
+	// ExpiresAt is when a still-pending record is swept.
+	ExpiresAt time.Time `json:"expires_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Reason says why a record was rejected.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Clone returns a deep copy, so callers never share maps or pointers with
+// the ledger's cache or another goroutine.
+func (r *Record) Clone() *Record {
+	c := *r
+	if r.Metadata != nil {
+		c.Metadata = make(map[string]string, len(r.Metadata))
+		for k, v := range r.Metadata {
+			c.Metadata[k] = v
+		}
+	}
+	if r.ConfirmedAt != nil {
+		t := *r.ConfirmedAt
+		c.ConfirmedAt = &t
+	}
+	return &c
+}
+
+// Ledger stores upload records durably. Every write has reached stable
+// storage when the call returns; that is what lets the module hand out a URL
+// or answer 200 only after the matching record is safe.
+type Ledger interface {
+	// Create stores a new record; ErrConflict if its id or (store, key)
+	// exists already.
+	Create(ctx context.Context, rec *Record) error
+	// Get returns a copy of the record, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Record, error)
+	// GetByKey finds the record that issued key in store, or ErrNotFound.
+	GetByKey(ctx context.Context, store, key string) (*Record, error)
+	// Update applies fn to the current record atomically and stores the
+	// result; an error from fn aborts the update and is returned as is.
+	// It returns a copy of the stored record.
+	Update(ctx context.Context, id string, fn func(*Record) error) (*Record, error)
+	// DuePending lists up to limit records of store that are still pending
+	// with Internal.ExpiresAt before t, oldest first.
+	DuePending(ctx context.Context, store string, t time.Time, limit int) ([]*Record, error)
+	Close() error
+}

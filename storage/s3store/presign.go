@@ -1,0 +1,149 @@
+package s3store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/caddyupload/caddyupload/storage"
+)
+
+// now is the signing clock; tests replace it.
+var now = time.Now
+
+// unsignedPayload: the body is not part of the signature; its length, type
+// and checksum are, through the signed headers.
+const unsignedPayload = "UNSIGNED-PAYLOAD"
+
+// maxPartSize is the S3 limit for one part (and one PUT).
+const maxPartSize = 5 << 30
+
+// PresignPut signs a single PUT whose Content-Length, Content-Type and, when
+// in.SHA256 is set, x-amz-checksum-sha256 the server checks against the
+// signature, so a body of another length, type or content is refused.
+func (s *Store) PresignPut(ctx context.Context, in storage.PutInput, origin storage.Origin) (storage.SignedRequest, error) {
+	if err := checkKey(in.Key); err != nil {
+		return storage.SignedRequest{}, err
+	}
+	if in.Size <= 0 || in.Size > maxPartSize {
+		return storage.SignedRequest{}, fmt.Errorf("s3: put size %d out of range 1..%d", in.Size, int64(maxPartSize))
+	}
+	if in.ContentType == "" {
+		return storage.SignedRequest{}, errors.New("s3: put needs a content type")
+	}
+	if in.SHA256 != nil && len(in.SHA256) != 32 {
+		return storage.SignedRequest{}, errors.New("s3: sha256 must be 32 bytes")
+	}
+	ttl, err := checkTTL(in.TTL)
+	if err != nil {
+		return storage.SignedRequest{}, err
+	}
+	size := strconv.FormatInt(in.Size, 10)
+	h := http.Header{"Content-Type": {in.ContentType}}
+	out := map[string]string{"Content-Type": in.ContentType, "Content-Length": size}
+	if in.SHA256 != nil {
+		sum := base64.StdEncoding.EncodeToString(in.SHA256)
+		h["X-Amz-Checksum-Sha256"] = []string{sum}
+		out["X-Amz-Checksum-Sha256"] = sum
+	}
+	u := s.targetFor(origin).objectURL(in.Key, expiresQuery(ttl))
+	signed, exp, err := s.presign(ctx, http.MethodPut, u, h, in.Size, ttl)
+	if err != nil {
+		return storage.SignedRequest{}, err
+	}
+	return storage.SignedRequest{Method: http.MethodPut, URL: signed, Headers: out, Expires: exp}, nil
+}
+
+// PresignPart signs the upload of one part. A positive in.Size is signed as
+// Content-Length, so a part of another length is refused.
+func (s *Store) PresignPart(ctx context.Context, in storage.PartInput, origin storage.Origin) (storage.SignedRequest, error) {
+	if err := checkKey(in.Key); err != nil {
+		return storage.SignedRequest{}, err
+	}
+	if in.UploadID == "" {
+		return storage.SignedRequest{}, errors.New("s3: part needs an upload id")
+	}
+	if in.Number < 1 || in.Number > 10000 {
+		return storage.SignedRequest{}, fmt.Errorf("s3: part number %d out of range 1..10000", in.Number)
+	}
+	if in.Size < 0 || in.Size > maxPartSize {
+		return storage.SignedRequest{}, fmt.Errorf("s3: part size %d out of range 0..%d", in.Size, int64(maxPartSize))
+	}
+	ttl, err := checkTTL(in.TTL)
+	if err != nil {
+		return storage.SignedRequest{}, err
+	}
+	q := expiresQuery(ttl) + "&partNumber=" + strconv.Itoa(int(in.Number)) + "&uploadId=" + url.QueryEscape(in.UploadID)
+	u := s.targetFor(origin).objectURL(in.Key, q)
+	signed, exp, err := s.presign(ctx, http.MethodPut, u, http.Header{}, in.Size, ttl)
+	if err != nil {
+		return storage.SignedRequest{}, err
+	}
+	var out map[string]string
+	if in.Size > 0 {
+		out = map[string]string{"Content-Length": strconv.FormatInt(in.Size, 10)}
+	}
+	return storage.SignedRequest{Method: http.MethodPut, URL: signed, Headers: out, Expires: exp}, nil
+}
+
+// PresignGet signs a download; the response-content-* overrides are part of
+// the signed query, so a client cannot change them.
+func (s *Store) PresignGet(ctx context.Context, in storage.GetInput, origin storage.Origin) (storage.SignedRequest, error) {
+	if err := checkKey(in.Key); err != nil {
+		return storage.SignedRequest{}, err
+	}
+	ttl, err := checkTTL(in.TTL)
+	if err != nil {
+		return storage.SignedRequest{}, err
+	}
+	q := expiresQuery(ttl)
+	if in.ContentDisposition != "" {
+		q += "&response-content-disposition=" + url.QueryEscape(in.ContentDisposition)
+	}
+	if in.ContentType != "" {
+		q += "&response-content-type=" + url.QueryEscape(in.ContentType)
+	}
+	u := s.targetFor(origin).objectURL(in.Key, q)
+	signed, exp, err := s.presign(ctx, http.MethodGet, u, http.Header{}, 0, ttl)
+	if err != nil {
+		return storage.SignedRequest{}, err
+	}
+	return storage.SignedRequest{Method: http.MethodGet, URL: signed, Expires: exp}, nil
+}
+
+// presign signs u with SigV4 in the query string. length > 0 is signed as
+// Content-Length; the headers in h are signed as given.
+func (s *Store) presign(ctx context.Context, method string, u *url.URL, h http.Header, length int64, ttl time.Duration) (string, time.Time, error) {
+	creds, err := s.creds.Retrieve(ctx)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("s3: credentials: %w: %v", storage.ErrUnavailable, err)
+	}
+	t := now().UTC().Truncate(time.Second)
+	req := &http.Request{Method: method, URL: u, Host: u.Host, Header: h, ContentLength: length}
+	signed, _, err := s.signer.PresignHTTP(ctx, creds, req, unsignedPayload, "s3", s.region, t)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("s3: presign: %w", err)
+	}
+	return signed, t.Add(ttl), nil
+}
+
+// checkTTL applies the default to zero and refuses what SigV4 cannot sign.
+// Lifetimes are whole seconds, rounded up.
+func checkTTL(ttl time.Duration) (time.Duration, error) {
+	if ttl == 0 {
+		return defaultTTL, nil
+	}
+	if ttl < 0 || ttl > maxTTL {
+		return 0, fmt.Errorf("s3: url lifetime %s out of range (0, %s]", ttl, maxTTL)
+	}
+	return (ttl + time.Second - 1).Truncate(time.Second), nil
+}
+
+func expiresQuery(ttl time.Duration) string {
+	return "X-Amz-Expires=" + strconv.FormatInt(int64(ttl/time.Second), 10)
+}

@@ -1,0 +1,86 @@
+package caddyupload
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddyupload/caddyupload/storage"
+)
+
+const sweepBatch = 1000 // one DeleteObjects call
+
+// runSweeper expires, every SweepInterval, the uploads of this route's
+// store still pending past their deadline. It only ever touches keys the
+// ledger says this module issued. Several routes on one store sweep the
+// same records harmlessly: each step is idempotent.
+func (h *Handler) runSweeper(ctx caddy.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.logger.Error("sweeper panicked; it stops until the next config load", zap.Any("panic", p))
+		}
+	}()
+	ticker := time.NewTicker(time.Duration(h.SweepInterval))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		n, err := h.sweep(ctx, time.Now())
+		if err != nil {
+			h.logger.Warn("sweep failed; will retry", zap.String("route", h.Name), zap.Error(err))
+		} else if n > 0 {
+			h.logger.Info("expired abandoned uploads", zap.String("route", h.Name), zap.Int("count", n))
+		}
+	}
+}
+
+// sweep expires every due record and returns how many it expired. The
+// object goes first and the record after: once a record is past its
+// deadline no complete can confirm it, and if the process dies between the
+// two steps the next sweep deletes again (a no-op) and marks it.
+func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		due, err := h.ledger.DuePending(ctx, h.store.ID(), now, sweepBatch)
+		if err != nil {
+			return total, fmt.Errorf("listing due uploads: %w", err)
+		}
+		if len(due) == 0 {
+			return total, nil
+		}
+		keys := make([]string, 0, len(due))
+		for _, rec := range due {
+			if rec.Internal.UploadID != "" {
+				if err := h.store.AbortMultipart(ctx, rec.Key, rec.Internal.UploadID); err != nil {
+					return total, fmt.Errorf("aborting multipart upload of %s: %w", rec.ID, err)
+				}
+			}
+			keys = append(keys, rec.Key)
+		}
+		if err := h.store.Delete(ctx, keys...); err != nil {
+			return total, fmt.Errorf("deleting %d objects: %w", len(keys), err)
+		}
+		for _, rec := range due {
+			_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
+				if cur.Status == storage.StatusPending && !cur.Internal.ExpiresAt.After(now) {
+					cur.Status = storage.StatusExpired
+					cur.Internal.UpdatedAt = now.UTC()
+				}
+				return nil
+			})
+			if err != nil {
+				return total, fmt.Errorf("marking %s expired: %w", rec.ID, err)
+			}
+			total++
+		}
+		if len(due) < sweepBatch {
+			return total, nil
+		}
+	}
+}
