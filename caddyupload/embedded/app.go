@@ -192,7 +192,7 @@ func (a *App) release() error {
 // Store is a client of the server for the module's own calls.
 func (a *App) Store() *s3store.Store { return a.store }
 
-// Listen is the address the server listens on, once provisioned.
+// ListenAddr is the address the server listens on, once provisioned.
 func (a *App) ListenAddr() string { return a.settings.listen }
 
 // checkLoopback refuses addresses browsers could reach directly: every

@@ -55,8 +55,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	app := appVal.(*App)
-	h.bucket = app.Store().Bucket()
-	target := &url.URL{Scheme: "http", Host: app.ListenAddr()}
+	h.setup(app.Store().Bucket(), app.ListenAddr())
+	return nil
+}
+
+// setup points the handler at the server on listen.
+func (h *Handler) setup(bucket, listen string) {
+	h.bucket = bucket
+	target := &url.URL{Scheme: "http", Host: listen}
 	h.transport = &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 64,
@@ -77,7 +83,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		FlushInterval: -1,
 		ErrorHandler:  h.proxyError,
 	}
-	return nil
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/caddyupload/caddyupload/storage"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -46,5 +48,26 @@ func TestIDAndDefaults(t *testing.T) {
 	})
 	if r2.ID() != "s3:acct.r2.cloudflarestorage.com/uploads" || r2.SupportsPost() {
 		t.Fatalf("R2 ID %q post %v", r2.ID(), r2.SupportsPost())
+	}
+}
+
+// TestDefaultCredentialChain: without static keys the SDK's chain is used,
+// here through the environment.
+func TestDefaultCredentialChain(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDFROMENV")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-from-env")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	s, err := New(context.Background(), Config{Bucket: "uploads", Region: "eu-central-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := s.PresignGet(context.Background(), storage.GetInput{Key: "k"}, storage.Origin{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred := mustQuery(t, sr.URL).Get("X-Amz-Credential"); !strings.HasPrefix(cred, "AKIDFROMENV/") {
+		t.Fatalf("credential %q; want the key from the environment", cred)
 	}
 }

@@ -136,11 +136,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if endpoint != nil {
 		idHost = endpoint.Host
 	}
+	// Keys are escaped once, by escapeKey: S3 does not double-encode.
+	signer := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })
 	return &Store{
 		client:      s3.New(opts),
 		creds:       creds,
-		// Keys are escaped once, by escapeKey: S3 does not double-encode.
-		signer:      v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
+		signer:      signer,
 		bucket:      cfg.Bucket,
 		region:      region,
 		pathStyle:   cfg.UsePathStyle || !dnsCompatible(cfg.Bucket),

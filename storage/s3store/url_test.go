@@ -18,7 +18,7 @@ func TestEscapeKey(t *testing.T) {
 }
 
 func TestCheckKey(t *testing.T) {
-	for _, ok := range []string{"a", "a/b.png", "a/.hidden", "..a/b..", "x/./"[:2] + "y"} {
+	for _, ok := range []string{"a", "a/b.png", "a/.hidden", "..a/b..", "a..b"} {
 		if err := checkKey(ok); err != nil {
 			t.Errorf("checkKey(%q) = %v; want ok", ok, err)
 		}
