@@ -55,13 +55,13 @@ func TestSingleUploadLifecycle(t *testing.T) {
 		expectError(t, s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil), 409, "not_uploaded")
 
 		// The storage server itself refuses lies about size and type.
-		if st := s.put(c, body[:999], nil); st != http.StatusForbidden {
+		if st := s.put(c, body[:999], nil); !refused(st) {
 			t.Errorf("PUT of N-1 bytes: %d, want 403", st)
 		}
-		if st := s.put(c, append(body, 'x'), nil); st != http.StatusForbidden {
+		if st := s.put(c, append(body, 'x'), nil); !refused(st) {
 			t.Errorf("PUT of N+1 bytes: %d, want 403", st)
 		}
-		if st := s.put(c, body, map[string]string{"Content-Type": "text/html"}); st != http.StatusForbidden {
+		if st := s.put(c, body, map[string]string{"Content-Type": "text/html"}); !refused(st) {
 			t.Errorf("PUT with another type: %d, want 403", st)
 		}
 		if s.objectExists(c.Key) {
@@ -156,7 +156,7 @@ func TestExpiredURLRefused(t *testing.T) {
 	s.load(s.caddyfile("url_ttl 1s"))
 	c := s.create("alice", "a.txt", 3, "text/plain")
 	time.Sleep(2500 * time.Millisecond)
-	if st := s.put(c, []byte("abc"), nil); st != http.StatusForbidden {
+	if st := s.put(c, []byte("abc"), nil); !refused(st) {
 		t.Errorf("PUT after expiry: %d, want 403", st)
 	}
 }
@@ -255,8 +255,8 @@ func TestMultipartUpload(t *testing.T) {
 
 		// A part of the wrong length is refused by the storage server.
 		p := signed.Parts[0]
-		if st := putPart(t, p.URL, p.Headers, body[:5<<20-1]); st != http.StatusForbidden {
-			t.Errorf("short part: %d, want 403", st)
+		if st, err := tryPut(p.URL, p.Headers, body[:5<<20-1]); err == nil && st != http.StatusForbidden {
+			t.Errorf("short part: %d, want 403 (or the connection closed early)", st)
 		}
 		expectError(t, s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil), 409, "not_uploaded")
 		for i, p := range signed.Parts[:2] {
@@ -293,6 +293,27 @@ func TestMultipartUpload(t *testing.T) {
 			t.Errorf("downloaded %d bytes, differ from the upload", len(got.body))
 		}
 	})
+}
+
+// tryPut is a PUT whose refusal may come as a status or, when the server
+// answers before reading the body and closes, as a connection error.
+func tryPut(u string, headers map[string]string, chunk []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPut, u, bytes.NewReader(chunk))
+	if err != nil {
+		return 0, err
+	}
+	for k, v := range headers {
+		if !strings.EqualFold(k, "Content-Length") {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }
 
 func putPart(t *testing.T, u string, headers map[string]string, chunk []byte) int {
@@ -421,5 +442,3 @@ func TestReloadKeepsLedger(t *testing.T) {
 		t.Errorf("record lost across reloads: %d", resp.StatusCode)
 	}
 }
-
-var _ = io.EOF

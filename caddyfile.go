@@ -62,6 +62,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    part_size            <size>
 //	    sweep_interval       <duration>
 //	    sweeper              off
+//	    forward [<path>] {
+//	        secret <secret>
+//	    }
+//	    download             owner|authenticated|public
+//	    download_ttl         <duration>
 //	}
 //
 // Without s3 or storage, uploads go to the embedded server. Sizes accept
@@ -125,6 +130,31 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = sizeArg(d, &u.PartSize)
 		case "sweep_interval":
 			err = durationArg(d, &u.SweepInterval)
+		case "forward":
+			u.Forward = new(Forward)
+			if d.NextArg() {
+				u.Forward.Path = d.Val()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "secret":
+					if err := oneArg(d, &u.Forward.Secret); err != nil {
+						return err
+					}
+				default:
+					return d.Errf("unknown forward subdirective %q", d.Val())
+				}
+			}
+			if u.Forward.Secret == "" {
+				return d.Err("forward: secret is required")
+			}
+		case "download":
+			err = oneArg(d, &u.Download)
+		case "download_ttl":
+			err = durationArg(d, &u.DownloadTTL)
 		case "sweeper":
 			var v string
 			if err = oneArg(d, &v); err == nil {

@@ -265,17 +265,14 @@ func (h *Handler) serveCompanionComplete(w http.ResponseWriter, r *http.Request,
 			ETag   string `json:"etag"`
 		}{p.PartNumber, p.ETag})
 	}
-	rec, err = h.complete(r, rec, want)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"location": h.basePath(r) + "/" + rec.ID + "/download",
-		"key":      rec.Key,
-		"id":       rec.ID,
-		"record":   rec,
+	return h.finish(w, r, rec, want, func(rec *storage.Record) {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"location": h.basePath(r) + "/" + rec.ID + "/download",
+			"key":      rec.Key,
+			"id":       rec.ID,
+			"record":   rec,
+		})
 	})
-	return nil
 }
 
 // serveCompanionAbort handles DELETE /s3/multipart/{uploadId}?key=.
@@ -296,4 +293,3 @@ func (h *Handler) basePath(r *http.Request) string {
 	orig, _ := repl.GetString("http.request.orig_uri.path")
 	return strings.TrimSuffix(strings.TrimSuffix(orig, r.URL.Path), "/")
 }
-

@@ -23,12 +23,7 @@ func (h *Handler) serveComplete(w http.ResponseWriter, r *http.Request, who iden
 	if err != nil {
 		return err
 	}
-	rec, err = h.complete(r, rec, want)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, rec)
-	return nil
+	return h.finish(w, r, rec, want, func(rec *storage.Record) { writeJSON(w, http.StatusOK, rec) })
 }
 
 type completeByKeyRequest struct {
@@ -55,39 +50,56 @@ func (h *Handler) serveCompleteByKey(w http.ResponseWriter, r *http.Request, who
 	if rec.Internal.Subject != who.Subject {
 		return errNotFound()
 	}
-	rec, err = h.complete(r, rec, nil)
+	return h.finish(w, r, rec, nil, func(rec *storage.Record) { writeJSON(w, http.StatusOK, rec) })
+}
+
+// finish verifies rec's object in storage, hands it to the application
+// when the route forwards, confirms the record and answers. It is
+// idempotent: a confirmed record is answered as it is.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, rec *storage.Record, want *completeRequest, answer func(*storage.Record)) error {
+	if rec.Status == storage.StatusConfirmed {
+		answer(rec)
+		return nil
+	}
+	info, err := h.verifyStored(r, rec, want)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, rec)
+	if h.Forward != nil {
+		return h.forward(w, r, rec, info)
+	}
+	out, err := h.confirm(r, rec, info)
+	if err != nil {
+		return err
+	}
+	answer(out)
 	return nil
 }
 
-// complete verifies rec's object in storage and confirms the record. It is
-// idempotent: a confirmed record is returned as it is.
-func (h *Handler) complete(r *http.Request, rec *storage.Record, want *completeRequest) (*storage.Record, error) {
-	if rec.Status == storage.StatusConfirmed {
-		return rec, nil
-	}
+// verifyStored checks that rec's object is in storage as declared,
+// assembling a multipart upload first; a mismatch deletes the object and
+// rejects the record.
+func (h *Handler) verifyStored(r *http.Request, rec *storage.Record, want *completeRequest) (storage.ObjectInfo, error) {
+	var info storage.ObjectInfo
 	if e := pendingState(rec, time.Now()); e != nil {
-		return nil, e
+		return info, e
 	}
 	if rec.Internal.Method == storage.MethodMultipart {
 		if err := h.assemble(r, rec, want); err != nil {
-			return nil, err
+			return info, err
 		}
 	}
 	info, err := h.store.Head(r.Context(), rec.Key)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errNotUploaded("the object is not in storage yet")
+		return info, errNotUploaded("the object is not in storage yet")
 	}
 	if err != nil {
-		return nil, errStorage(err)
+		return info, errStorage(err)
 	}
 	if reason := h.mismatch(rec, info); reason != "" {
-		return nil, h.reject(r, rec, reason, errVerification)
+		return info, h.reject(r, rec, reason, errVerification)
 	}
-	return h.confirm(r, rec, info)
+	return info, nil
 }
 
 // mismatch says how the stored object differs from the record, or "".
@@ -95,7 +107,7 @@ func (h *Handler) mismatch(rec *storage.Record, info storage.ObjectInfo) string 
 	switch {
 	case rec.Size > 0 && info.Size != rec.Size:
 		return fmt.Sprintf("the object has %d bytes, not the declared %d", info.Size, rec.Size)
-	case rec.Size == 0 && (info.Size < h.MinSize || info.Size > max(rec.Internal.MaxSize, h.MinSize)):
+	case rec.Size == 0 && (info.Size < 1 || info.Size > rec.Internal.MaxSize):
 		return fmt.Sprintf("the object has %d bytes, outside this route's limits", info.Size)
 	}
 	stored, _ := parseMediaType(info.ContentType)

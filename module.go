@@ -30,6 +30,7 @@ const (
 	defaultMultipartThreshold = 100 << 20
 	defaultPartSize           = 16 << 20
 	defaultSweepInterval      = time.Minute
+	defaultDownloadTTL        = 60 * time.Second
 	minPartSize               = 5 << 20 // S3's minimum for every part but the last
 	maxParts                  = 10000
 	maxSinglePut              = 5 << 30 // S3's limit for one PUT
@@ -94,6 +95,18 @@ type Handler struct {
 	// SweepInterval is how often abandoned uploads are looked for.
 	// Default: 1m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+	// Forward hands successful completions to the next handler (the
+	// application) with signed headers; see Forward. Default: off, the
+	// module answers completions itself.
+	Forward *Forward `json:"forward,omitempty"`
+	// Download says who may follow GET /{id}/download: "owner",
+	// "authenticated" (any caller the route authenticates) or "public"
+	// (anyone who has the id). Default: owner.
+	Download string `json:"download,omitempty"`
+	// DownloadTTL is how long a download redirect stays valid.
+	// Default: 60s.
+	DownloadTTL caddy.Duration `json:"download_ttl,omitempty"`
+
 	// DisableSweeper turns the in-process sweeper off (e.g. when another
 	// instance sharing the ledger runs it). Default: false.
 	DisableSweeper bool `json:"disable_sweeper,omitempty"`
@@ -178,6 +191,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.ledger = lb.Ledger()
 
+	if h.Forward != nil {
+		if err := h.Forward.provision(); err != nil {
+			return err
+		}
+	}
 	if h.auth, err = h.newAuthenticator(ctx); err != nil {
 		return err
 	}
@@ -215,6 +233,12 @@ func (h *Handler) setDefaults() {
 	if h.PartSize == 0 {
 		h.PartSize = defaultPartSize
 	}
+	if h.Download == "" {
+		h.Download = "owner"
+	}
+	if h.DownloadTTL == 0 {
+		h.DownloadTTL = caddy.Duration(defaultDownloadTTL)
+	}
 	if h.SweepInterval == 0 {
 		h.SweepInterval = caddy.Duration(defaultSweepInterval)
 	}
@@ -239,6 +263,10 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("multipart_threshold must be at least 5MiB")
 	case h.MultipartThreshold > maxSinglePut:
 		return fmt.Errorf("multipart_threshold must not exceed 5GiB (S3's single PUT limit)")
+	case h.Download != "owner" && h.Download != "authenticated" && h.Download != "public":
+		return fmt.Errorf("download must be owner, authenticated or public, not %q", h.Download)
+	case time.Duration(h.DownloadTTL) < time.Second || time.Duration(h.DownloadTTL) > 7*24*time.Hour:
+		return fmt.Errorf("download_ttl must be between 1s and 7 days")
 	case time.Duration(h.SweepInterval) < time.Second:
 		return fmt.Errorf("sweep_interval must be at least 1s")
 	}

@@ -25,6 +25,21 @@ func (h *Handler) ownRecord(r *http.Request, who identity, id string) (*storage.
 	return rec, nil
 }
 
+// anyRecord loads record id of this route's store whoever owns it.
+func (h *Handler) anyRecord(r *http.Request, id string) (*storage.Record, error) {
+	rec, err := h.ledger.Get(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errNotFound()
+	}
+	if err != nil {
+		return nil, errLedger(err)
+	}
+	if rec.Internal.Store != h.store.ID() {
+		return nil, errNotFound()
+	}
+	return rec, nil
+}
+
 // pendingState refuses operations that need a live pending record.
 func pendingState(rec *storage.Record, now time.Time) *apiError {
 	switch rec.Status {
@@ -93,12 +108,16 @@ func (h *Handler) removeObject(r *http.Request, rec *storage.Record) error {
 	return h.store.Delete(r.Context(), rec.Key)
 }
 
-const downloadTTL = 5 * time.Minute
-
 // serveDownload handles GET /{id}/download: a redirect to a short-lived
 // presigned GET that names the original file safely.
 func (h *Handler) serveDownload(w http.ResponseWriter, r *http.Request, who identity, id string) error {
-	rec, err := h.ownRecord(r, who, id)
+	var rec *storage.Record
+	var err error
+	if h.Download == "owner" {
+		rec, err = h.ownRecord(r, who, id)
+	} else {
+		rec, err = h.anyRecord(r, id)
+	}
 	if err != nil {
 		return err
 	}
@@ -112,7 +131,7 @@ func (h *Handler) serveDownload(w http.ResponseWriter, r *http.Request, who iden
 		Key:                rec.Key,
 		ContentType:        rec.Type,
 		ContentDisposition: mime.FormatMediaType("attachment", map[string]string{"filename": rec.Filename}),
-		TTL:                downloadTTL,
+		TTL:                time.Duration(h.DownloadTTL),
 	}, h.origin(r))
 	if err != nil {
 		return errStorage(err)

@@ -79,10 +79,22 @@ func route(r *http.Request) (operation, *apiError) {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.URL.Path == "/client.js" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		serveClientJS(w, r)
+		return nil
+	}
+	stripUploadHeaders(r.Header)
+	if h.Forward != nil {
+		r = withNext(r, next)
+	}
 	op, aerr := route(r)
 	if aerr == nil {
 		var who identity
-		who, aerr = h.auth.authenticate(r)
+		if op.name == "download" && h.Download == "public" {
+			// Anyone holding the id may download; no credentials needed.
+		} else {
+			who, aerr = h.auth.authenticate(r)
+		}
 		if aerr == nil && who.FromCookie && !op.readOnly && crossSite(r) {
 			aerr = errForbidden("a cookie-authenticated request must come from the same site")
 		}

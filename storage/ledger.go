@@ -63,6 +63,9 @@ type RecordInternal struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Reason says why a record was rejected.
 	Reason string `json:"reason,omitempty"`
+	// Notify asks the ledger to put an Event in its outbox whenever the
+	// record's status changes to confirmed, expired, rejected or aborted.
+	Notify bool `json:"notify,omitempty"`
 }
 
 // Clone returns a deep copy, so callers never share maps or pointers with

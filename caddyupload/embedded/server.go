@@ -1,51 +1,42 @@
 package embedded
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 )
 
-// servers holds the one server process of this Caddy process. Caddy starts
-// a new config before it stops the old one, so on a reload the count goes
+// servers holds the one server of this Caddy process. Caddy starts a new
+// config before it stops the old one, so on a reload the count goes
 // 1 → 2 → 1 and the process, its port and its objects stay.
 var servers = caddy.NewUsagePool()
 
 const poolKey = "embedded_s3"
 
-// stopGrace is how long the server may take to finish in-flight requests
-// after SIGTERM before it is killed.
-const stopGrace = 10 * time.Second
-
-// Environment variables that carry the credentials to the child: argv is
-// visible to every user of the machine, the environment is not.
+// Restarts after a crash back off up to maxBackoff.
 const (
-	envAccessKeyID     = "CADDYUPLOAD_EMBEDDED_S3_ACCESS_KEY_ID"
-	envSecretAccessKey = "CADDYUPLOAD_EMBEDDED_S3_SECRET_ACCESS_KEY"
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 30 * time.Second
 )
 
-// server is a running child process.
+// server supervises the child process: it restarts it when it exits on its
+// own, until Destruct.
 type server struct {
 	settings settings
-	cmd      *exec.Cmd
-	stdin    io.Closer
-	out      *tail
-	done     chan struct{} // closed when the process has been waited for
-	stopping atomic.Bool
+
+	mu   sync.Mutex
+	proc *process // the current child
+
+	stop       chan struct{} // closed by Destruct
+	supervised chan struct{} // closed when supervise returns
 }
 
 // acquireServer returns the running server, or starts one and waits until it
@@ -62,10 +53,6 @@ func acquireServer(s settings) (*server, error) {
 		_ = releaseServer()
 		return nil, errors.New("embedded_s3: listen, data_dir, region and credentials differ from those of the running embedded server; restart Caddy to change embedded_s3 settings")
 	}
-	if loaded && srv.exited() {
-		_ = releaseServer()
-		return nil, fmt.Errorf("embedded_s3: the embedded server exited; restart Caddy: %s", srv.out.String())
-	}
 	return srv, nil
 }
 
@@ -75,77 +62,109 @@ func releaseServer() error {
 }
 
 func startServer(s settings) (*server, error) {
-	// A server already on the port would answer the health check in our
-	// child's place.
-	l, err := net.Listen("tcp", s.listen)
-	if err != nil {
-		return nil, fmt.Errorf("embedded_s3: listen %s: %v; another process uses it, set another listen address", s.listen, err)
+	if err := checkFree(s.listen); err != nil {
+		return nil, err
 	}
-	_ = l.Close()
 	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded_s3: data_dir: %v", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("embedded_s3: locating this binary: %v", err)
-	}
-
-	cmd := exec.Command(exe, "embedded-s3",
-		"--listen", s.listen, "--data-dir", s.dataDir, "--region", s.region, "--health", healthPath)
-	cmd.Env = append(withoutCredentials(os.Environ()),
-		envAccessKeyID+"="+s.accessKeyID, envSecretAccessKey+"="+s.secret)
-	cmd.SysProcAttr = childProcAttr()
-	// The child exits when this pipe closes, i.e. when Caddy is gone for
-	// whatever reason.
-	stdin, err := cmd.StdinPipe()
+	proc, err := spawn(s)
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	if err := waitReady(s.listen, proc, nil); err != nil {
+		_ = proc.terminate()
 		return nil, err
 	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("embedded_s3: starting %s: %v", exe, err)
-	}
-	srv := &server{settings: s, cmd: cmd, stdin: stdin, out: newTail(20), done: make(chan struct{})}
-	go srv.wait(stdout)
-
-	if err := srv.waitReady(); err != nil {
-		_ = srv.Destruct()
-		return nil, err
-	}
+	srv := &server{settings: s, proc: proc, stop: make(chan struct{}), supervised: make(chan struct{})}
+	go srv.supervise()
 	return srv, nil
 }
 
-// wait logs the child's output line by line, then reaps it.
-func (srv *server) wait(stdout io.Reader) {
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		srv.out.add(line)
-		// The current default logger: the one of the config that started
-		// the child may have been replaced by a reload.
-		caddy.Log().Named("embedded_s3.server").Debug(line)
-	}
-	_, _ = io.Copy(io.Discard, stdout)
-	err := srv.cmd.Wait()
-	close(srv.done)
-	if !srv.stopping.Load() {
-		caddy.Log().Named("embedded_s3").Error("embedded S3 server exited; uploads fail until Caddy is restarted",
-			zap.Int("pid", srv.pid()), zap.Error(err), zap.String("output", srv.out.String()))
+// supervise restarts the child whenever it exits before Destruct.
+func (srv *server) supervise() {
+	defer close(srv.supervised)
+	backoff := minBackoff
+	for {
+		proc := srv.current()
+		select {
+		case <-srv.stop:
+			return
+		case <-proc.done:
+		}
+		log := caddy.Log().Named("embedded_s3")
+		log.Error("embedded S3 server exited; restarting it",
+			zap.Int("pid", proc.pid()), zap.Error(proc.err), zap.String("output", proc.out.String()),
+			zap.Duration("after", backoff))
+		select {
+		case <-srv.stop:
+			return
+		case <-time.After(backoff):
+		}
+		next, err := srv.restart()
+		if err != nil {
+			log.Error("restarting the embedded S3 server failed", zap.Error(err))
+			// Nothing runs: the loop retries after the next backoff.
+			next = exitedProcess(err)
+			backoff = min(2*backoff, maxBackoff)
+		} else {
+			log.Info("embedded S3 server restarted", zap.Int("pid", next.pid()))
+			backoff = minBackoff
+		}
+		srv.mu.Lock()
+		srv.proc = next
+		srv.mu.Unlock()
 	}
 }
 
-// waitReady polls the health path until the server answers, exits or
-// startTimeout passes.
-func (srv *server) waitReady() error {
+// restart starts a new child and waits until it answers.
+func (srv *server) restart() (*process, error) {
+	if err := checkFree(srv.settings.listen); err != nil {
+		return nil, err
+	}
+	proc, err := spawn(srv.settings)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(srv.settings.listen, proc, srv.stop); err != nil {
+		_ = proc.terminate()
+		return nil, err
+	}
+	return proc, nil
+}
+
+func (srv *server) current() *process {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.proc
+}
+
+// Destruct stops supervising and stops the child.
+func (srv *server) Destruct() error {
+	close(srv.stop)
+	<-srv.supervised
+	return srv.current().terminate()
+}
+
+func (srv *server) pid() int { return srv.current().pid() }
+
+// checkFree refuses a port in use: a server already on it would answer the
+// health check in the child's place.
+func checkFree(listen string) error {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("embedded_s3: listen %s: %v; another process uses it, set another listen address", listen, err)
+	}
+	return l.Close()
+}
+
+// waitReady polls the health path until the server answers, exits, stop is
+// closed or startTimeout passes.
+func waitReady(listen string, proc *process, stop <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	url := "http://" + srv.settings.listen + healthPath
+	url := "http://" + listen + healthPath
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -157,80 +176,15 @@ func (srv *server) waitReady() error {
 			}
 		}
 		select {
-		case <-srv.done:
-			return fmt.Errorf("embedded_s3: the embedded server exited at start: %s", srv.out.String())
+		case <-proc.done:
+			return fmt.Errorf("embedded_s3: the embedded server exited at start: %s", proc.out.String())
+		case <-stop:
+			return errors.New("embedded_s3: stopped while starting")
 		case <-ctx.Done():
-			return fmt.Errorf("embedded_s3: the embedded server did not answer on %s within %s: %s", srv.settings.listen, startTimeout, srv.out.String())
+			return fmt.Errorf("embedded_s3: the embedded server did not answer on %s within %s: %s", listen, startTimeout, proc.out.String())
 		case <-tick.C:
 		}
 	}
-}
-
-// Destruct stops the child: SIGTERM lets it finish in-flight requests, and
-// SIGKILL follows after stopGrace.
-func (srv *server) Destruct() error {
-	srv.stopping.Store(true)
-	_ = srv.stdin.Close()
-	_ = srv.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-srv.done:
-		return nil
-	case <-time.After(stopGrace):
-	}
-	_ = srv.cmd.Process.Kill()
-	<-srv.done
-	return fmt.Errorf("embedded_s3: the embedded server did not stop within %s and was killed", stopGrace)
-}
-
-func (srv *server) pid() int { return srv.cmd.Process.Pid }
-
-func (srv *server) exited() bool {
-	select {
-	case <-srv.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// withoutCredentials drops inherited credential variables so the child gets
-// exactly the ones it is given.
-func withoutCredentials(env []string) []string {
-	out := env[:0:0]
-	for _, kv := range env {
-		if strings.HasPrefix(kv, envAccessKeyID+"=") || strings.HasPrefix(kv, envSecretAccessKey+"=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-// tail keeps the last lines the child printed, for error messages.
-type tail struct {
-	mu    sync.Mutex
-	lines []string
-	max   int
-}
-
-func newTail(max int) *tail { return &tail{max: max} }
-
-func (t *tail) add(line string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.lines) == t.max {
-		t.lines = append(t.lines[:0], t.lines[1:]...)
-	}
-	t.lines = append(t.lines, line)
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.lines) == 0 {
-		return "(no output)"
-	}
-	return strings.Join(t.lines, "\n")
 }
 
 var _ caddy.Destructor = (*server)(nil)

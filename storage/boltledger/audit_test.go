@@ -75,5 +75,53 @@ func auditIndexes(tx *bolt.Tx) error {
 	if dueN != pending {
 		return fmt.Errorf("%d due entries for %d pending records", dueN, pending)
 	}
+	return auditEvents(tx)
+}
+
+// auditEvents checks that every event has exactly the index entry its state
+// calls for and that no index entry points at anything else.
+func auditEvents(tx *bolt.Tx) error {
+	events := tx.Bucket(bucketEvents)
+	err := events.ForEach(func(k, v []byte) error {
+		ev, err := decodeEvent(v)
+		if err != nil {
+			return err
+		}
+		if ev.ID != string(k) || ev.Record == nil || ev.ID != ev.Record.ID+":"+ev.Type {
+			return fmt.Errorf("event under %q is %+v", k, ev)
+		}
+		m := eventIndexMutation(ev, false)
+		if tx.Bucket(m.bucket).Get(m.key) == nil {
+			return fmt.Errorf("event %s has no %s entry", ev.ID, m.bucket)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	indexed := 0
+	for _, name := range [][]byte{bucketEventsDue, bucketEventsParked} {
+		err := tx.Bucket(name).ForEach(func(k, _ []byte) error {
+			indexed++
+			_, _, id, ok := splitRouteTimeKey(k)
+			if !ok {
+				return fmt.Errorf("malformed %s entry %x", name, k)
+			}
+			ev, err := getEvent(tx, id)
+			if err != nil {
+				return fmt.Errorf("%s entry %x: %w", name, k, err)
+			}
+			if m := eventIndexMutation(ev, false); !bytes.Equal(m.bucket, name) || !bytes.Equal(m.key, k) {
+				return fmt.Errorf("stale %s entry %x for %+v", name, k, ev)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if n := events.Stats().KeyN; n != indexed {
+		return fmt.Errorf("%d event index entries for %d events", indexed, n)
+	}
 	return nil
 }

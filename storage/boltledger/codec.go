@@ -1,6 +1,7 @@
 package boltledger
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -94,4 +95,76 @@ func dueNanos(t time.Time) uint64 {
 		return math.MaxInt64
 	}
 	return uint64(t.UnixNano())
+}
+
+// wireEvent is the stored form of an event. Its Record field hides the
+// embedded Event's (the shallower field wins in encoding/json) so that the
+// record is stored with its Internal part; every other Event field is
+// stored as Event declares it.
+type wireEvent struct {
+	storage.Event
+	Record *wireRecord `json:"record"`
+}
+
+func encodeEvent(ev *storage.Event) ([]byte, error) {
+	w := wireEvent{Event: *ev}
+	w.Event.Record = nil
+	if ev.Record != nil {
+		r := wireRecord(*ev.Record)
+		w.Record = &r
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("encoding event %s: %w", ev.ID, err)
+	}
+	out := make([]byte, 1+len(b))
+	out[0] = encodingV1
+	copy(out[1:], b)
+	return out, nil
+}
+
+// decodeEvent returns an event that shares no memory with b.
+func decodeEvent(b []byte) (*storage.Event, error) {
+	if len(b) == 0 {
+		return nil, errors.New("empty event")
+	}
+	if b[0] != encodingV1 {
+		return nil, fmt.Errorf("unknown event encoding version %d", b[0])
+	}
+	var w wireEvent
+	if err := json.Unmarshal(b[1:], &w); err != nil {
+		return nil, fmt.Errorf("decoding event: %w", err)
+	}
+	ev := w.Event
+	if w.Record != nil {
+		r := storage.Record(*w.Record)
+		ev.Record = &r
+	}
+	return &ev, nil
+}
+
+// routeTimeKey is the key of the event indexes: the route, a zero byte
+// (routes of notifying records never contain one, checked on write), the
+// time as big-endian nanoseconds and the event id. Cursor order within a
+// route is time order.
+func routeTimeKey(route string, t time.Time, id string) []byte {
+	k := make([]byte, 0, len(route)+1+8+len(id))
+	k = append(k, route...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, dueNanos(t))
+	return append(k, id...)
+}
+
+// routePrefix is the common start of a route's index keys.
+func routePrefix(route string) []byte {
+	return append([]byte(route), 0)
+}
+
+// splitRouteTimeKey takes an index key apart.
+func splitRouteTimeKey(k []byte) (route string, nanos uint64, id string, ok bool) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 || len(k) < i+1+8 {
+		return "", 0, "", false
+	}
+	return string(k[:i]), binary.BigEndian.Uint64(k[i+1:]), string(k[i+1+8:]), true
 }

@@ -25,6 +25,15 @@ var (
 	// bucketDue holds one nested bucket per store whose keys are
 	// bigEndian(ExpiresAt nanos) || id, for pending records only.
 	bucketDue = []byte("due")
+	// bucketEvents maps event id to the encoded outbox event.
+	bucketEvents = []byte("events")
+	// bucketEventsDue holds route || 0x00 || bigEndian(NextAttempt nanos)
+	// || event id for every unparked event. Keys rather than nested
+	// buckets, because a route may be empty and a bucket name may not.
+	bucketEventsDue = []byte("events_due")
+	// bucketEventsParked holds route || 0x00 || bigEndian(CreatedAt nanos)
+	// || event id for every parked event.
+	bucketEventsParked = []byte("events_parked")
 )
 
 // DefaultTimeout is how long Open waits for the file lock by default.
@@ -70,7 +79,8 @@ type Ledger struct {
 
 // Stats are counters since Open.
 type Stats struct {
-	// Writes counts successful Create and Update calls.
+	// Writes counts successful writes: Create, Update and the changes of
+	// outbox events.
 	Writes uint64
 	// Commits counts committed bbolt transactions (each one fsync).
 	Commits uint64
@@ -97,7 +107,7 @@ func Open(path string, opts Options) (*Ledger, error) {
 		return nil, fmt.Errorf("opening ledger %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketRecords, bucketKeys, bucketDue} {
+		for _, name := range [][]byte{bucketRecords, bucketKeys, bucketDue, bucketEvents, bucketEventsDue, bucketEventsParked} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("creating bucket %s: %w", name, err)
 			}
@@ -171,4 +181,7 @@ func (e *lockedError) Error() string {
 
 func (e *lockedError) Is(target error) bool { return target == ErrLocked || target == bolt.ErrTimeout }
 
-var _ storage.Ledger = (*Ledger)(nil)
+var (
+	_ storage.Ledger = (*Ledger)(nil)
+	_ storage.Outbox = (*Ledger)(nil)
+)

@@ -67,6 +67,10 @@ func createOp(rec *storage.Record) (prepareFunc, error) {
 		muts = append(muts, dueMutation(rec, false))
 	}
 	store, key := rec.Internal.Store, rec.Key
+	var snap *storage.Record // for the outbox, taken now for the same reason
+	if rec.Internal.Notify {
+		snap = rec.Clone()
+	}
 	return func(tx *bolt.Tx) ([]mutation, *storage.Record, error) {
 		if tx.Bucket(bucketRecords).Get(id) != nil {
 			return nil, nil, fmt.Errorf("record %s exists: %w", id, storage.ErrConflict)
@@ -74,7 +78,15 @@ func createOp(rec *storage.Record) (prepareFunc, error) {
 		if tx.Bucket(bucketKeys).Get(kk) != nil {
 			return nil, nil, fmt.Errorf("key %q in store %q is taken: %w", key, store, storage.ErrConflict)
 		}
-		return muts, nil, nil
+		if snap == nil {
+			return muts, nil, nil
+		}
+		// A record created in a final status reports it at once.
+		evMuts, err := eventMutations(tx, storage.StatusPending, snap)
+		if err != nil {
+			return nil, nil, err
+		}
+		return append(muts[:len(muts):len(muts)], evMuts...), nil, nil
 	}, nil
 }
 
@@ -119,6 +131,11 @@ func updateOp(id string, fn func(*storage.Record) error) prepareFunc {
 		if isDue && (!wasDue || moved) {
 			muts = append(muts, dueMutation(rec, false))
 		}
+		evMuts, err := eventMutations(tx, old.Status, rec)
+		if err != nil {
+			return nil, nil, err
+		}
+		muts = append(muts, evMuts...)
 		// fn may have kept a pointer to rec; the caller gets its own copy.
 		return muts, rec.Clone(), nil
 	}
@@ -146,6 +163,10 @@ func checkRecord(rec *storage.Record) error {
 		return fmt.Errorf("record %s: store contains a zero byte", rec.ID)
 	case len(rec.Internal.Store)+1+len(rec.Key) > bolt.MaxKeySize || 8+len(rec.ID) > bolt.MaxKeySize:
 		return fmt.Errorf("record %s: id, store or key too long", rec.ID)
+	case rec.Internal.Notify && bytes.IndexByte([]byte(rec.Internal.Route), 0) >= 0:
+		return fmt.Errorf("record %s: route contains a zero byte", rec.ID)
+	case rec.Internal.Notify && len(rec.Internal.Route)+1+8+len(rec.ID)+maxEventSuffix > bolt.MaxKeySize:
+		return fmt.Errorf("record %s: id or route too long for an event", rec.ID)
 	}
 	return nil
 }

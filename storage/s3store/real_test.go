@@ -3,6 +3,7 @@ package s3store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net/http"
@@ -243,4 +244,25 @@ func TestErrorsCarryNoSecrets(t *testing.T) {
 			t.Fatalf("error text carries a credential: %s", msg)
 		}
 	}
+}
+
+// TestHeadReportsSHA256: both servers keep the signed full-object checksum,
+// so completion can compare it without reading the object.
+func TestHeadReportsSHA256(t *testing.T) {
+	onBothServers(t, func(t *testing.T, srv *realservers.S3Server) {
+		s := storeOn(t, srv, nil)
+		body := []byte("checksummed body")
+		sum := sha256.Sum256(body)
+		sr, err := s.PresignPut(ctx(t), storage.PutInput{Key: "sum", Size: int64(len(body)), ContentType: "text/plain", SHA256: sum[:]}, storage.Origin{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp := put(t, sr, body, ""); resp.StatusCode != 200 {
+			t.Fatalf("PUT: %d", resp.StatusCode)
+		}
+		info, err := s.Head(ctx(t), "sum")
+		if err != nil || !bytes.Equal(info.SHA256, sum[:]) {
+			t.Fatalf("Head = %+v, %v; want SHA256 %x", info, err, sum)
+		}
+	})
 }

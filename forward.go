@@ -1,0 +1,170 @@
+package caddyupload
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddyupload/caddyupload/storage"
+)
+
+// Forward hands each successful completion to the next handler (usually
+// reverse_proxy to the application) as a POST carrying the upload's facts
+// in trusted headers, signed with HMAC-SHA256. The record is confirmed only
+// when the application answers 2xx, and the client gets the application's
+// answer. The application should treat X-Upload-Id as an idempotency key:
+// a completion retried after a failure may reach it twice.
+//
+// Headers: X-Upload-Id, X-Upload-Key, X-Upload-Size, X-Upload-Type,
+// X-Upload-Sha256, X-Upload-Subject, X-Upload-Filename (RFC 8187:
+// UTF-8”percent-encoded), X-Upload-Timestamp (Unix seconds) and
+// X-Upload-Signature: "v1=" + hex(HMAC-SHA256(secret, canonical)), where
+// canonical is the timestamp and the seven values above, in that order,
+// joined by "\n". Copies of any X-Upload-* header a client sends are
+// removed before the request goes on.
+type Forward struct {
+	// Path replaces the path of the forwarded request, e.g.
+	// /internal/uploads/confirmed. Default: the request's own path.
+	Path string `json:"path,omitempty"`
+	// Secret keys the signature; use an {env.*} placeholder. Required.
+	Secret string `json:"secret"`
+
+	secret []byte
+}
+
+// forwardHeaders is the order the signature covers.
+var forwardHeaders = []string{"X-Upload-Id", "X-Upload-Key", "X-Upload-Size", "X-Upload-Type", "X-Upload-Sha256", "X-Upload-Subject", "X-Upload-Filename"}
+
+const maxForwardResponse = 1 << 20
+
+type nextKey struct{}
+
+func (f *Forward) provision() error {
+	secret := caddy.NewReplacer().ReplaceAll(f.Secret, "")
+	if len(secret) < 16 {
+		return fmt.Errorf("forward: a secret of at least 16 bytes is required")
+	}
+	if f.Path != "" && !strings.HasPrefix(f.Path, "/") {
+		return fmt.Errorf("forward: path must start with /")
+	}
+	f.secret = []byte(secret)
+	return nil
+}
+
+// stripUploadHeaders removes client-sent copies of the trusted headers.
+func stripUploadHeaders(h http.Header) {
+	for k := range h {
+		if strings.HasPrefix(k, "X-Upload-") {
+			delete(h, k)
+		}
+	}
+}
+
+// sign returns the signature header value over the given header values.
+func (f *Forward) sign(ts string, h http.Header) string {
+	mac := hmac.New(sha256.New, f.secret)
+	mac.Write([]byte(ts))
+	for _, k := range forwardHeaders {
+		mac.Write([]byte{'\n'})
+		mac.Write([]byte(h.Get(k)))
+	}
+	return "v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// forwardBody is the JSON the application receives: the record as the
+// API shows it, plus its owner.
+type forwardBody struct {
+	*storage.Record
+	Subject string `json:"subject"`
+}
+
+// forward hands the verified upload to the next handler and confirms the
+// record when it answers 2xx; the client then gets the application's
+// answer, which is buffered so that the confirmation is on disk first.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *storage.Record, info storage.ObjectInfo) error {
+	next, _ := r.Context().Value(nextKey{}).(caddyhttp.Handler)
+	if next == nil {
+		return fmt.Errorf("forward: no next handler")
+	}
+	view := rec.Clone()
+	view.Size = info.Size
+	body, err := json.Marshal(forwardBody{Record: view, Subject: rec.Internal.Subject})
+	if err != nil {
+		return err
+	}
+	fr := r.Clone(r.Context())
+	fr.Method = http.MethodPost
+	if h.Forward.Path != "" {
+		fr.URL.Path, fr.URL.RawPath, fr.URL.RawQuery = h.Forward.Path, "", ""
+		fr.RequestURI = h.Forward.Path
+	}
+	fr.Body = io.NopCloser(bytes.NewReader(body))
+	fr.ContentLength = int64(len(body))
+	fr.Header.Set("Content-Type", "application/json")
+	fr.Header.Del("Content-Encoding")
+	fr.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	stripUploadHeaders(fr.Header)
+	fr.Header.Set("X-Upload-Id", rec.ID)
+	fr.Header.Set("X-Upload-Key", rec.Key)
+	fr.Header.Set("X-Upload-Size", strconv.FormatInt(info.Size, 10))
+	fr.Header.Set("X-Upload-Type", rec.Type)
+	fr.Header.Set("X-Upload-Sha256", rec.SHA256)
+	fr.Header.Set("X-Upload-Subject", rec.Internal.Subject)
+	fr.Header.Set("X-Upload-Filename", encodeRFC8187(rec.Filename))
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	fr.Header.Set("X-Upload-Timestamp", ts)
+	fr.Header.Set("X-Upload-Signature", h.Forward.sign(ts, fr.Header))
+
+	var buf bytes.Buffer
+	rr := caddyhttp.NewResponseRecorder(w, &buf, func(int, http.Header) bool { return true })
+	if err := next.ServeHTTP(rr, fr); err != nil {
+		return &apiError{Status: http.StatusBadGateway, Code: "forward_failed", Message: "the application did not accept the upload", cause: err}
+	}
+	if buf.Len() > maxForwardResponse {
+		return &apiError{Status: http.StatusBadGateway, Code: "forward_failed", Message: "the application's answer is too large"}
+	}
+	status := rr.Status()
+	if status >= 200 && status < 300 {
+		if _, err := h.confirm(r, rec, info); err != nil {
+			return err
+		}
+	}
+	// The recorder buffered the whole answer; send it now, after the
+	// confirmation (if any) is durable.
+	return rr.WriteResponse()
+}
+
+// withNext carries the next handler to forward().
+func withNext(r *http.Request, next caddyhttp.Handler) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), nextKey{}, next))
+}
+
+// encodeRFC8187 encodes s as an RFC 8187 ext-value: UTF-8”pct-encoded.
+func encodeRFC8187(s string) string {
+	const hexd = "0123456789ABCDEF"
+	var b strings.Builder
+	b.WriteString("UTF-8''")
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexd[c>>4])
+		b.WriteByte(hexd[c&15])
+	}
+	return b.String()
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the project against real servers: an S3-compatible
+# server (versitygw and SeaweedFS), an OIDC provider (Dex) and headless
+# Chromium with the real Uppy. Installs and builds what is missing, once;
+# built servers are cached in ${CADDYUPLOAD_CACHE:-~/.cache/caddyupload}.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+eval "$(scripts/servers.sh)"
+
+echo "== go vet"
+go vet ./...
+(cd caddyupload && go vet ./...)
+
+echo "== go test (race detector on)"
+go test -race -count=1 -timeout 30m ./...
+(cd caddyupload && go test -race -count=1 -timeout 30m ./...)
+
+echo "== benchmarks build"
+go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
