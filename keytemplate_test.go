@@ -92,3 +92,22 @@ func TestEscapeKeyValue(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyPatternMatchesOnlyItsKeys(t *testing.T) {
+	kt, err := parseKeyTemplate("u/{user}/{year}/{month}/{uuid}{ext}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := kt.pattern()
+	for i := 0; i < 50; i++ {
+		key := kt.render(keyVars{UUID: "0b0e7c9e-8f5d-4c1a-9c39-2b8f0a1d2e3f", Ext: ".png", Subject: strings.Repeat("ü.", i), Now: time.Now()})
+		if !p.MatchString(key) {
+			t.Fatalf("pattern rejects its own key %q", key)
+		}
+	}
+	for _, k := range []string{"u/alice/2026/03/not-a-uuid.png", "other/alice/2026/03/0b0e7c9e-8f5d-4c1a-9c39-2b8f0a1d2e3f", "u/a/b/2026/03/0b0e7c9e-8f5d-4c1a-9c39-2b8f0a1d2e3f", "canary.txt"} {
+		if p.MatchString(k) {
+			t.Errorf("pattern matches foreign key %q", k)
+		}
+	}
+}

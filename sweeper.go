@@ -25,7 +25,7 @@ func (h *Handler) runSweeper(ctx caddy.Context) {
 	}()
 	ticker := time.NewTicker(time.Duration(h.SweepInterval))
 	defer ticker.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
@@ -36,6 +36,14 @@ func (h *Handler) runSweeper(ctx caddy.Context) {
 			h.logger.Warn("sweep failed; will retry", zap.String("route", h.Name), zap.Error(err))
 		} else if n > 0 {
 			h.logger.Info("expired abandoned uploads", zap.String("route", h.Name), zap.Int("count", n))
+		}
+		if tick%orphanEvery == 0 {
+			n, err := h.sweepOrphans(ctx, time.Now())
+			if err != nil {
+				h.logger.Warn("orphan scan failed; will retry", zap.String("route", h.Name), zap.Error(err))
+			} else if n > 0 {
+				h.logger.Info("aborted orphaned multipart uploads", zap.String("route", h.Name), zap.Int("count", n))
+			}
 		}
 	}
 }

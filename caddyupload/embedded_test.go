@@ -278,6 +278,12 @@ func TestServerDiesWithCaddy(t *testing.T) {
 	s := newSite(t)
 	s.start(t)
 	pid := s.serverPID(t)
+	t.Cleanup(func() {
+		// Only if that pid is still this test's server.
+		if slices.Contains(embeddedServers(t, filepath.Join(s.Dir, "s3")), pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	s.proc.Kill() // SIGKILL: no Stop, no cleanup
 	waitFor(t, "the orphaned embedded server to exit", func() bool { return !alive(pid) })
 }

@@ -37,6 +37,23 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+func TestOutboxConformance(t *testing.T) {
+	for _, mode := range testModes {
+		t.Run(mode.name, func(t *testing.T) {
+			storagetest.RunOutbox(t, func(t *testing.T, dir string) interface {
+				storage.Ledger
+				storage.Outbox
+			} {
+				l, err := Open(filepath.Join(dir, "ledger.db"), mode.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return auditedLedger{l, t}
+			})
+		})
+	}
+}
+
 // auditedLedger checks the file's consistency when the suite closes it.
 type auditedLedger struct {
 	*Ledger

@@ -1,0 +1,368 @@
+// Package client uploads files through a caddyupload route from Go: create,
+// send the bytes straight to object storage (parts in parallel for large
+// files), complete. Memory stays flat: parts are read from the file as
+// they are sent, never buffered whole.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Client talks to one upload route.
+type Client struct {
+	// Base is the route's URL, e.g. https://example.com/uploads.
+	Base string
+	// Auth adds credentials to every API request (not to storage
+	// requests, which carry their own signature). Optional.
+	Auth func(*http.Request)
+	// HTTP is the client for API and storage requests. Default: one with
+	// no overall timeout (large parts take long) and sane dial timeouts.
+	HTTP *http.Client
+	// Concurrency is how many parts go up at once. Default: 4.
+	Concurrency int
+	// Retries is how often a failed part is retried. Default: 3.
+	Retries int
+	// Progress, when set, is called with the bytes sent so far.
+	Progress func(sent, total int64)
+}
+
+// Bearer returns an Auth function for a bearer token.
+func Bearer(token string) func(*http.Request) {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }
+}
+
+// Basic returns an Auth function for HTTP basic authentication.
+func Basic(user, password string) func(*http.Request) {
+	return func(r *http.Request) { r.SetBasicAuth(user, password) }
+}
+
+// Record is an upload as the API describes it.
+type Record struct {
+	ID          string            `json:"id"`
+	Key         string            `json:"key"`
+	Status      string            `json:"status"`
+	Filename    string            `json:"filename"`
+	Size        int64             `json:"size"`
+	Type        string            `json:"type"`
+	SHA256      string            `json:"sha256,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+	ConfirmedAt *time.Time        `json:"confirmed_at,omitempty"`
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Status  int
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+type created struct {
+	ID        string            `json:"id"`
+	Method    string            `json:"method"`
+	URL       string            `json:"url"`
+	Headers   map[string]string `json:"headers"`
+	Fields    map[string]string `json:"fields"`
+	Multipart *struct {
+		PartSize  int64 `json:"part_size"`
+		PartCount int32 `json:"part_count"`
+	} `json:"multipart"`
+}
+
+// File describes what to upload. Body is read with ReadAt, so parts can
+// be sent concurrently from one open file.
+type File struct {
+	Name     string
+	Type     string
+	Size     int64
+	Body     io.ReaderAt
+	Metadata map[string]string
+}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+// Upload sends f and returns the confirmed record.
+func (c *Client) Upload(ctx context.Context, f File) (*Record, error) {
+	var cr created
+	if err := c.api(ctx, http.MethodPost, "/", map[string]any{"filename": f.Name, "size": f.Size, "type": f.Type, "metadata": f.Metadata}, &cr); err != nil {
+		return nil, err
+	}
+	var done *completion
+	var err error
+	switch {
+	case cr.Multipart != nil:
+		done, err = c.multipart(ctx, cr.ID, cr.Multipart.PartSize, cr.Multipart.PartCount, f)
+	case cr.Method == http.MethodPost:
+		err = c.postForm(ctx, cr, f)
+	default:
+		err = c.put(ctx, cr.URL, cr.Headers, io.NewSectionReader(f.Body, 0, f.Size), f.Size)
+		if c.Progress != nil && err == nil {
+			c.Progress(f.Size, f.Size)
+		}
+	}
+	if err != nil {
+		_ = c.api(context.WithoutCancel(ctx), http.MethodDelete, "/"+cr.ID, nil, nil)
+		return nil, err
+	}
+	var body any
+	if done != nil {
+		body = done
+	}
+	var rec Record
+	if err := c.api(ctx, http.MethodPost, "/"+cr.ID+"/complete", body, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+type completion struct {
+	Parts []partETag `json:"parts"`
+}
+
+type partETag struct {
+	Number int32  `json:"number"`
+	ETag   string `json:"etag"`
+}
+
+type signedParts struct {
+	Parts []struct {
+		Number  int32             `json:"number"`
+		URL     string            `json:"url"`
+		Headers map[string]string `json:"headers"`
+	} `json:"parts"`
+}
+
+// multipart uploads every part with Concurrency workers, signing each just
+// before it is sent (URLs expire within a minute).
+func (c *Client) multipart(ctx context.Context, id string, partSize int64, count int32, f File) (*completion, error) {
+	workers := c.Concurrency
+	if workers <= 0 {
+		workers = 4
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	numbers := make(chan int32)
+	etags := make([]partETag, count)
+	var sent int64
+	var mu sync.Mutex
+	var firstErr error
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range numbers {
+				off := int64(n-1) * partSize
+				size := min(partSize, f.Size-off)
+				etag, err := c.uploadPart(ctx, id, n, io.NewSectionReader(f.Body, off, size), size)
+				if err != nil {
+					fail(fmt.Errorf("part %d: %w", n, err))
+					return
+				}
+				mu.Lock()
+				etags[n-1] = partETag{Number: n, ETag: etag}
+				sent += size
+				if c.Progress != nil {
+					c.Progress(sent, f.Size)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for n := int32(1); n <= count; n++ {
+		select {
+		case numbers <- n:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(numbers)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &completion{Parts: etags}, nil
+}
+
+// uploadPart signs and sends one part, retrying with backoff; a retry signs
+// again, so an expired URL heals itself.
+func (c *Client) uploadPart(ctx context.Context, id string, n int32, body *io.SectionReader, size int64) (string, error) {
+	retries := c.Retries
+	if retries <= 0 {
+		retries = 3
+	}
+	var last error
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt*attempt) * 500 * time.Millisecond):
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		var sp signedParts
+		if err := c.api(ctx, http.MethodPost, "/"+id+"/parts", map[string]any{"numbers": []int32{n}}, &sp); err != nil {
+			var ae *Error
+			if errors.As(err, &ae) && ae.Status < 500 {
+				return "", err
+			}
+			last = err
+			continue
+		}
+		if len(sp.Parts) != 1 {
+			return "", fmt.Errorf("the server signed %d parts, not 1", len(sp.Parts))
+		}
+		resp, err := c.send(ctx, http.MethodPut, sp.Parts[0].URL, sp.Parts[0].Headers, io.NewSectionReader(body, 0, size), size)
+		if err != nil {
+			last = err
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 == 2 {
+			return strings.Trim(resp.Header.Get("ETag"), `"`), nil
+		}
+		last = fmt.Errorf("storage answered %s", resp.Status)
+	}
+	return "", last
+}
+
+func (c *Client) put(ctx context.Context, url string, headers map[string]string, body io.Reader, size int64) error {
+	resp, err := c.send(ctx, http.MethodPut, url, headers, body, size)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("storage refused the upload: %s", resp.Status)
+	}
+	return nil
+}
+
+// postForm sends a POST policy form with the file as its last field. The
+// form's head and tail are built in memory and the file streamed between
+// them, so the request has a Content-Length (storage servers refuse
+// chunked form uploads) without buffering the file.
+func (c *Client) postForm(ctx context.Context, cr created, f File) error {
+	var head bytes.Buffer
+	mw := multipart.NewWriter(&head)
+	for k, v := range cr.Fields {
+		if err := mw.WriteField(k, v); err != nil {
+			return err
+		}
+	}
+	if _, err := mw.CreateFormFile("file", f.Name); err != nil {
+		return err
+	}
+	headLen := head.Len()
+	if err := mw.Close(); err != nil {
+		return err
+	}
+	tail := append([]byte(nil), head.Bytes()[headLen:]...)
+	head.Truncate(headLen)
+	body := io.MultiReader(&head, io.NewSectionReader(f.Body, 0, f.Size), bytes.NewReader(tail))
+	size := int64(headLen) + f.Size + int64(len(tail))
+	resp, err := c.send(ctx, http.MethodPost, cr.URL, map[string]string{"Content-Type": mw.FormDataContentType()}, body, size)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("storage refused the upload: %s", resp.Status)
+	}
+	return nil
+}
+
+func (c *Client) send(ctx context.Context, method, url string, headers map[string]string, body io.Reader, size int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if size >= 0 {
+		req.ContentLength = size
+	}
+	for k, v := range headers {
+		if !strings.EqualFold(k, "Content-Length") {
+			req.Header.Set(k, v)
+		}
+	}
+	return c.http().Do(req)
+}
+
+// api calls the route's JSON API.
+func (c *Client) api(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		js, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(js)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Auth != nil {
+		c.Auth(req)
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &Error{Status: resp.StatusCode}
+		var wrapped struct {
+			Error *Error `json:"error"`
+		}
+		if json.Unmarshal(data, &wrapped) == nil && wrapped.Error != nil {
+			e.Code, e.Message = wrapped.Error.Code, wrapped.Error.Message
+		} else {
+			e.Code, e.Message = "http_"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(data))
+		}
+		return e
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}

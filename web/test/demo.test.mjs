@@ -1,0 +1,196 @@
+// The demo page (demo/index.html with the route's client.js) in Chromium,
+// behind basic_auth, storing in the embedded S3-compatible server.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import {
+  Scratch, freePort, randomFile, sha256, caddyBinary, bcryptHash, startCaddy, launchChromium, screenshot, waitFor, repoDir
+} from '../lib/harness.mjs'
+
+const MiB = 1024 * 1024
+const user = 'alice'
+const password = 'demo-' + Math.random().toString(36).slice(2)
+
+let scratch, caddy, browser
+
+before(async () => {
+  scratch = await Scratch.create()
+  const bin = await caddyBinary(scratch)
+  const port = await freePort()
+  const hash = await bcryptHash(bin, password)
+  caddy = await startCaddy(scratch, bin, {
+    port,
+    sites: `http://127.0.0.1:${port} {
+	bind 127.0.0.1
+	embedded_s3
+	basic_auth {
+		${user} ${hash}
+	}
+	handle_path /uploads/* {
+		upload {
+			multipart_threshold 6MiB
+			part_size 5MiB
+		}
+	}
+	handle {
+		root * ${join(repoDir, 'demo')}
+		file_server
+	}
+}`
+  })
+  browser = await launchChromium(scratch)
+})
+
+after(async () => {
+  await scratch?.cleanup()
+})
+
+const auth = 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64')
+
+/** Calls the upload API from the test itself (not the browser). */
+async function api (method, path) {
+  const res = await fetch(`${caddy.url}/uploads${path}`, { method, headers: { Authorization: auth } })
+  const text = await res.text()
+  return { status: res.status, body: text ? JSON.parse(text) : null }
+}
+
+async function newPage () {
+  const context = await browser.newContext({ baseURL: caddy.url, httpCredentials: { username: user, password } })
+  const page = await context.newPage()
+  await page.goto('/')
+  await page.getByRole('heading', { name: 'Upload files' }).waitFor()
+  return { context, page }
+}
+
+/** Waits until the row of file name reaches one of states; fails on "error". */
+async function waitState (page, name, states, timeout = 120000) {
+  const row = page.locator(`li.upload[data-name="${name}"]`)
+  await page.waitForFunction(({ name, states }) => {
+    const li = document.querySelector(`li.upload[data-name="${CSS.escape(name)}"]`)
+    return li && (states.includes(li.dataset.state) || li.dataset.state === 'error')
+  }, { name, states }, { timeout, polling: 100 })
+  const state = await row.getAttribute('data-state')
+  if (!states.includes(state)) {
+    assert.fail(`${name}: state ${state}: ${await row.locator('.status').textContent()}`)
+  }
+  return row
+}
+
+/** Slows the page's uploads to bytesPerSecond with Chromium's network emulation; returns a function that lifts the limit. */
+async function throttle (context, page, bytesPerSecond) {
+  const cdp = await context.newCDPSession(page)
+  await cdp.send('Network.enable')
+  const set = uploadThroughput => cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput
+  })
+  await set(bytesPerSecond)
+  return () => set(-1)
+}
+
+async function download (context, href) {
+  const res = await context.request.get(href)
+  assert.equal(res.status(), 200, `download of ${href}`)
+  return res.body()
+}
+
+test('the demo page uploads a small and a multipart file, confirms them and links the same bytes', async () => {
+  const small = await randomFile(scratch, 'small.bin', 300 * 1024)
+  const large = await randomFile(scratch, 'large.bin', 13 * MiB)
+  const { context, page } = await newPage()
+  try {
+    await page.setInputFiles('#files', [small.path, large.path])
+    for (const f of [small, large]) {
+      const row = await waitState(page, f.name, ['confirmed'])
+      assert.equal(await row.locator('.status').textContent(), 'Confirmed')
+      assert.equal(await row.locator('progress').getAttribute('value'), '100')
+      const link = row.getByRole('link', { name: `Download ${f.name}` })
+      const href = await link.getAttribute('href')
+      const id = await row.getAttribute('data-id')
+      assert.equal(href, `/uploads/${id}/download`)
+
+      const rec = await api('GET', `/${id}`)
+      assert.equal(rec.status, 200)
+      assert.equal(rec.body.status, 'confirmed')
+      assert.equal(rec.body.size, f.size)
+      assert.equal(rec.body.filename, f.name)
+      assert.equal(sha256(await download(context, href)), f.sha256, `${f.name}: downloaded bytes differ`)
+    }
+    assert.deepEqual(await page.evaluate(() => localStorage.getItem('caddyupload:pending')), '[]')
+    await screenshot(page, 'demo-upload')
+  } finally {
+    await context.close()
+  }
+})
+
+test('a page reload during a multipart upload resumes it with the same file and sends only the missing parts', async () => {
+  const file = await randomFile(scratch, 'resumed.bin', 26 * MiB) // 6 parts of 5 MiB, at most 4 at a time
+  const { context, page } = await newPage()
+  try {
+    const partsSent = []
+    page.on('requestfinished', req => {
+      const u = new URL(req.url())
+      if (req.method() === 'PUT' && u.searchParams.has('partNumber')) partsSent.push(Number(u.searchParams.get('partNumber')))
+    })
+    const unthrottle = await throttle(context, page, 2 * MiB)
+    await page.setInputFiles('#files', [file.path])
+    const row = await waitState(page, file.name, ['uploading'])
+    const id = await waitFor('the upload id', async () => (await row.getAttribute('data-id')) ?? undefined)
+    // Reload as soon as storage holds a part: the others are in flight or not started.
+    await waitFor('a first part in storage', async () => {
+      const r = await api('GET', `/${id}/parts`)
+      return r.status === 200 && r.body.parts.length > 0 ? true : undefined
+    })
+    await page.reload()
+    const stored = (await api('GET', `/${id}/parts`)).body.parts.map(p => p.number)
+    assert.ok(stored.length >= 1 && stored.length < 6, `parts in storage after the reload: ${stored}`)
+
+    const again = await waitState(page, file.name, ['interrupted'])
+    assert.equal(await again.getAttribute('data-id'), id)
+    assert.match(await again.locator('.status').textContent(), /choose the same file/i)
+    await screenshot(page, 'demo-interrupted')
+
+    await unthrottle()
+    partsSent.length = 0
+    await page.setInputFiles('#files', [file.path])
+    await waitState(page, file.name, ['confirmed'])
+    assert.equal(await page.locator('li.upload').count(), 1, 'the resumed upload keeps its row')
+    const resent = partsSent.filter(n => stored.includes(n))
+    assert.deepEqual(resent, [], 'parts already in storage were sent again')
+    assert.deepEqual([...new Set([...stored, ...partsSent])].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6])
+
+    const rec = await api('GET', `/${id}`)
+    assert.equal(rec.body.status, 'confirmed')
+    assert.equal(rec.body.size, file.size)
+    const href = await again.getByRole('link', { name: `Download ${file.name}` }).getAttribute('href')
+    assert.equal(sha256(await download(context, href)), file.sha256)
+    assert.equal(await page.evaluate(() => localStorage.getItem('caddyupload:pending')), '[]')
+    await screenshot(page, 'demo-resumed')
+  } finally {
+    await context.close()
+  }
+})
+
+test('cancel aborts the upload', async () => {
+  const file = await randomFile(scratch, 'cancelled.bin', 13 * MiB)
+  const { context, page } = await newPage()
+  try {
+    await throttle(context, page, 1 * MiB)
+    await page.setInputFiles('#files', [file.path])
+    const row = await waitState(page, file.name, ['uploading'])
+    await page.waitForFunction(() => Number(document.querySelector('li.upload progress')?.value) > 0, null, { timeout: 120000 })
+    const id = await row.getAttribute('data-id')
+    await row.getByRole('button', { name: `Cancel ${file.name}` }).click()
+    await waitState(page, file.name, ['cancelled'])
+    assert.equal(await row.locator('.status').textContent(), 'Cancelled')
+    assert.equal(await row.getByRole('link').isVisible(), false)
+
+    const rec = await api('GET', `/${id}`)
+    assert.equal(rec.body.status, 'aborted')
+    const parts = await api('GET', `/${id}/parts`)
+    assert.equal(parts.status, 410)
+    assert.equal(await page.evaluate(() => localStorage.getItem('caddyupload:pending')), '[]')
+    await screenshot(page, 'demo-cancelled')
+  } finally {
+    await context.close()
+  }
+})
