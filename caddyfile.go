@@ -67,6 +67,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    download             owner|authenticated|public
 //	    download_ttl         <duration>
+//	    webhook <url> {
+//	        secret        <secret>
+//	        timeout       <duration>
+//	        max_attempts  <n>
+//	        max_backoff   <duration>
+//	    }
 //	}
 //
 // Without s3 or storage, uploads go to the embedded server. Sizes accept
@@ -151,6 +157,8 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if u.Forward.Secret == "" {
 				return d.Err("forward: secret is required")
 			}
+		case "webhook":
+			u.Webhook, err = parseWebhook(d)
 		case "download":
 			err = oneArg(d, &u.Download)
 		case "download_ttl":

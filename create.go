@@ -164,6 +164,7 @@ func (h *Handler) newRecord(who identity, up upload, method string) *storage.Rec
 			Method:    method,
 			ExpiresAt: now.Add(time.Duration(h.PendingTTL)),
 			UpdatedAt: now,
+			Notify:    h.Webhook != nil,
 		},
 	}
 	if up.size == 0 {

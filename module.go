@@ -106,6 +106,10 @@ type Handler struct {
 	// DownloadTTL is how long a download redirect stays valid.
 	// Default: 60s.
 	DownloadTTL caddy.Duration `json:"download_ttl,omitempty"`
+	// Webhook announces each upload's outcome (confirmed, rejected,
+	// aborted, expired) to the application as a signed POST from the
+	// ledger's outbox, retried until accepted; see Webhook. Default: off.
+	Webhook *Webhook `json:"webhook,omitempty"`
 
 	// DisableSweeper turns the in-process sweeper off (e.g. when another
 	// instance sharing the ledger runs it). Default: false.
@@ -201,6 +205,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Method == "post" && !h.store.SupportsPost() {
 		return fmt.Errorf("method post: this storage backend does not accept POST policy uploads; use put")
+	}
+	if err := h.provisionWebhook(ctx); err != nil {
+		return err
 	}
 	if !h.DisableSweeper {
 		go h.runSweeper(ctx)

@@ -57,6 +57,9 @@ async function api (method, path) {
 async function newPage () {
   const context = await browser.newContext({ baseURL: caddy.url, httpCredentials: { username: user, password } })
   const page = await context.newPage()
+  page.consoleLog = []
+  page.on('console', m => page.consoleLog.push(`${m.type()}: ${m.text()}`))
+  page.on('pageerror', e => page.consoleLog.push(`pageerror: ${e.message}`))
   await page.goto('/')
   await page.getByRole('heading', { name: 'Upload files' }).waitFor()
   return { context, page }
@@ -65,10 +68,16 @@ async function newPage () {
 /** Waits until the row of file name reaches one of states; fails on "error". */
 async function waitState (page, name, states, timeout = 120000) {
   const row = page.locator(`li.upload[data-name="${name}"]`)
-  await page.waitForFunction(({ name, states }) => {
-    const li = document.querySelector(`li.upload[data-name="${CSS.escape(name)}"]`)
-    return li && (states.includes(li.dataset.state) || li.dataset.state === 'error')
-  }, { name, states }, { timeout, polling: 100 })
+  try {
+    await page.waitForFunction(({ name, states }) => {
+      const li = document.querySelector(`li.upload[data-name="${CSS.escape(name)}"]`)
+      return li && (states.includes(li.dataset.state) || li.dataset.state === 'error')
+    }, { name, states }, { timeout, polling: 100 })
+  } catch (err) {
+    await screenshot(page, 'failure').catch(() => {})
+    const now = await page.evaluate(() => [...document.querySelectorAll('li.upload')].map(li => `${li.dataset.name}: ${li.dataset.state}: ${li.querySelector('.status').textContent}`))
+    throw new Error(`${name} did not reach ${states}: ${err.message}\nrows: ${now.join('; ')}\nconsole: ${page.consoleLog.join('\n')}`)
+  }
   const state = await row.getAttribute('data-state')
   if (!states.includes(state)) {
     assert.fail(`${name}: state ${state}: ${await row.locator('.status').textContent()}`)
