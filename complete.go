@@ -140,6 +140,7 @@ func (h *Handler) confirm(r *http.Request, rec *storage.Record, info storage.Obj
 		}
 		return nil, errLedger(err)
 	}
+	h.notifyWebhook()
 	return out, nil
 }
 
@@ -162,5 +163,6 @@ func (h *Handler) reject(r *http.Request, rec *storage.Record, reason string, mk
 	if err != nil {
 		return errLedger(err)
 	}
+	h.notifyWebhook()
 	return mkErr(reason)
 }

@@ -88,6 +88,7 @@ func (h *Handler) serveAbort(w http.ResponseWriter, r *http.Request, who identit
 		if err != nil {
 			return errLedger(err)
 		}
+		h.notifyWebhook()
 	}
 	if rec.Status == storage.StatusAborted {
 		if err := h.removeObject(r, rec); err != nil {

@@ -3,6 +3,7 @@ package caddyupload
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -74,21 +75,55 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if err := h.store.Delete(ctx, keys...); err != nil {
 			return total, fmt.Errorf("deleting %d objects: %w", len(keys), err)
 		}
-		for _, rec := range due {
-			_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
-				if cur.Status == storage.StatusPending && !cur.Internal.ExpiresAt.After(now) {
-					cur.Status = storage.StatusExpired
-					cur.Internal.UpdatedAt = now.UTC()
-				}
-				return nil
-			})
-			if err != nil {
-				return total, fmt.Errorf("marking %s expired: %w", rec.ID, err)
-			}
-			total++
+		n, err := h.markExpired(ctx, due, now)
+		total += n
+		if err != nil {
+			return total, err
 		}
+		h.notifyWebhook()
 		if len(due) < sweepBatch {
 			return total, nil
 		}
 	}
+}
+
+// markExpired marks records expired with many updates in flight, so that
+// the ledger's group commit writes them in a few transactions.
+func (h *Handler) markExpired(ctx context.Context, due []*storage.Record, now time.Time) (int, error) {
+	const workers = 32
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		n        int
+		firstErr error
+	)
+	next := make(chan *storage.Record)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rec := range next {
+				_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
+					if cur.Status == storage.StatusPending && !cur.Internal.ExpiresAt.After(now) {
+						cur.Status = storage.StatusExpired
+						cur.Internal.UpdatedAt = now.UTC()
+					}
+					return nil
+				})
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("marking %s expired: %w", rec.ID, err)
+				} else if err == nil {
+					n++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, rec := range due {
+		next <- rec
+	}
+	close(next)
+	wg.Wait()
+	return n, firstErr
 }

@@ -57,7 +57,7 @@ export async function upload (file, opts) {
     opts.onStatus?.('confirming')
     return api(opts, 'POST', `/${created.id}/complete`)
   }
-  remember({ id: created.id, base: opts.base, name: file.name, size: file.size, lastModified: file.lastModified, partSize: created.multipart.part_size, partCount: created.multipart.part_count })
+  remember({ id: created.id, base: opts.base, name: file.name, size: file.size, lastModified: file.lastModified, partSize: created.multipart.part_size, partCount: created.multipart.part_count, etags: {} })
   return sendParts(file, created.id, created.multipart.part_size, created.multipart.part_count, new Map(), opts)
 }
 
@@ -65,6 +65,9 @@ export async function upload (file, opts) {
  * Continues a multipart upload created by upload(), for instance after a
  * page reload: lists the parts storage already holds and sends only the
  * others. `file` must be the same file (name, size and last modification).
+ * A listed part counts as sent only if this browser saw storage accept it
+ * with the same ETag: a part whose request was cut off (the reload) may be
+ * listed by some servers all the same, with other bytes.
  * @param {string} id
  * @param {File} file
  * @param {UploadOptions} opts
@@ -86,7 +89,8 @@ export async function resume (id, file, opts) {
     if (err.status === 404 || err.status === 410) forget(id)
     throw err
   }
-  const done = new Map(listed.parts.map(p => [p.number, p.etag]))
+  const seen = saved.etags || {}
+  const done = new Map(listed.parts.filter(p => p.etag && unquote(seen[p.number]) === unquote(p.etag)).map(p => [p.number, p.etag]))
   opts.onStatus?.('uploading')
   return sendParts(file, id, saved.partSize, saved.partCount, done, opts)
 }
@@ -117,6 +121,19 @@ export function pending (base) {
 /** Forgets an unfinished upload (without aborting it). @param {string} id */
 export function forget (id) {
   writeStore(readStore().filter(p => p.id !== id))
+}
+
+function unquote (etag) {
+  return (etag || '').replace(/^"(.*)"$/, '$1')
+}
+
+// rememberPart records the ETag storage answered for part n of upload id.
+function rememberPart (id, n, etag) {
+  const list = readStore()
+  const entry = list.find(p => p.id === id)
+  if (!entry || !etag) return
+  entry.etags = { ...entry.etags, [n]: etag }
+  writeStore(list)
 }
 
 function remember (entry) {
@@ -235,6 +252,7 @@ async function sendParts (file, id, partSize, partCount, done, opts) {
       inFlight.delete(n)
       doneBytes += blob.size
       done.set(n, xhr.getResponseHeader('ETag'))
+      rememberPart(id, n, done.get(n))
       report()
     }
   }

@@ -33,7 +33,7 @@ function addRow (name, size) {
 function setState (li, state, text) {
   li.dataset.state = state
   li.querySelector('.status').textContent = text
-  const finished = ['confirmed', 'error', 'cancelled'].includes(state)
+  const finished = ['confirmed', 'error', 'cancelled', 'cancelling'].includes(state)
   li.querySelector('.cancel').hidden = finished
 }
 
@@ -112,8 +112,12 @@ async function showInterrupted () {
         continue
       }
       if (res.ok) {
+        // Only parts this browser saw stored count; resuming sends the others.
         const { parts } = await res.json()
-        const stored = parts.reduce((sum, part) => sum + part.size, 0)
+        const unquote = e => String(e).replace(/^"|"$/g, '')
+        const stored = parts
+          .filter(part => p.etags?.[part.number] && unquote(p.etags[part.number]) === unquote(part.etag))
+          .reduce((sum, part) => sum + part.size, 0)
         setProgress(li, stored, p.size)
       }
     } catch { /* shown as interrupted; resuming will report the error */ }

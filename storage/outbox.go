@@ -65,5 +65,6 @@ type Outbox interface {
 	// ParkedEvents lists parked events of route ("" = every route).
 	ParkedEvents(ctx context.Context, route string, limit int) ([]*Event, error)
 	// ReplayEvent unparks an event for immediate delivery, or ErrNotFound.
+	// Its attempts count from zero again; LastError is kept.
 	ReplayEvent(ctx context.Context, id string) error
 }

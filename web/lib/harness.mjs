@@ -4,7 +4,7 @@
 // 127.0.0.1 on free ports and is stopped by the test file's after() hook.
 import { spawn, execFile } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
-import { mkdtemp, mkdir, readFile, rm, writeFile, open } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, writeFile, open, copyFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, dirname, resolve } from 'node:path'
@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { randomBytes, createHash } from 'node:crypto'
 import { promisify } from 'node:util'
 import { chromium } from 'playwright-core'
+import * as esbuild from 'esbuild'
 
 export const webDir = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 export const repoDir = resolve(webDir, '..')
@@ -235,6 +236,21 @@ export async function startDex (scratch, bin, users) {
       return body.id_token
     }
   }
+}
+
+/**
+ * Bundles the Uppy test pages (web/pages) with esbuild into scratch/pages
+ * and returns that directory. The Uppy 5 page gets the v5 line: its
+ * packages import "@uppy/core", which must be uppy5-core there.
+ */
+export async function bundlePages (scratch) {
+  const src = join(webDir, 'pages')
+  const out = scratch.path('pages')
+  const common = { bundle: true, format: 'esm', target: 'chrome120', outdir: out, absWorkingDir: webDir, logLevel: 'silent' }
+  await esbuild.build({ ...common, entryPoints: [join(src, 'uppy6.js')] })
+  await esbuild.build({ ...common, entryPoints: [join(src, 'uppy5.js')], alias: { '@uppy/core': 'uppy5-core' } })
+  for (const f of ['uppy6.html', 'uppy5.html', 'common.css']) await copyFile(join(src, f), join(out, f))
+  return out
 }
 
 /** Launches Debian's Chromium (never a downloaded browser) with a fresh profile. */
