@@ -112,7 +112,7 @@ export async function abort (id, opts) {
 /**
  * The unfinished multipart uploads this browser remembers for a route.
  * @param {string} base
- * @returns {{id: string, base: string, name: string, size: number, lastModified: number, partSize: number, partCount: number}[]}
+ * @returns {{id: string, base: string, name: string, size: number, lastModified: number, partSize: number, partCount: number, etags: Record<number,string>}[]}
  */
 export function pending (base) {
   return readStore().filter(p => p.base === base)

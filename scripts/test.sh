@@ -17,5 +17,8 @@ echo "== go test (race detector on)"
 go test -race -count=1 -timeout 30m ./...
 (cd caddyupload && go test -race -count=1 -timeout 30m ./...)
 
-echo "== benchmarks build"
+echo "== benchmarks build (run with bench/run.sh)"
 go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
+
+echo "== browser tests (headless Chromium, real Uppy)"
+scripts/browser-test.sh

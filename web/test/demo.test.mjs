@@ -32,6 +32,13 @@ before(async () => {
 			part_size 5MiB
 		}
 	}
+	handle_path /forms/* {
+		upload {
+			name forms
+			method post
+			max_size 1MiB
+		}
+	}
 	handle {
 		root * ${join(repoDir, 'demo')}
 		file_server
@@ -204,6 +211,52 @@ test('cancel aborts the upload', async () => {
     assert.equal(parts.status, 410)
     assert.equal(await page.evaluate(() => localStorage.getItem('caddyupload:pending')), '[]')
     await screenshot(page, 'demo-cancelled')
+  } finally {
+    await context.close()
+  }
+})
+
+test('the client sends a POST policy form where the route says so, and reports the route\'s error messages', async () => {
+  const small = await randomFile(scratch, 'form.bin', 200 * 1024)
+  const big = await randomFile(scratch, 'too-big.bin', 2 * MiB)
+  const { context, page } = await newPage()
+  try {
+    const storage = []
+    page.on('request', req => {
+      if (new URL(req.url()).pathname.startsWith('/caddyupload')) storage.push(req.method())
+    })
+    // A file input of its own: the page's would start its uploads to /uploads.
+    await page.evaluate(() => {
+      const input = Object.assign(document.createElement('input'), { type: 'file', multiple: true, id: 'other-files', hidden: true })
+      document.body.append(input)
+    })
+    await page.setInputFiles('#other-files', [small.path, big.path])
+    const results = await page.evaluate(async () => {
+      const client = await import('/forms/client.js')
+      const out = {}
+      for (const file of document.getElementById('other-files').files) {
+        try {
+          let progress = 0
+          const rec = await client.upload(file, { base: '/forms', onProgress: loaded => { progress = loaded } })
+          out[file.name] = { id: rec.id, status: rec.status, size: rec.size, progress }
+        } catch (err) {
+          out[file.name] = { error: err.message, name: err.name, status: err.status, code: err.code }
+        }
+      }
+      return out
+    })
+    assert.deepEqual(storage, ['POST'], 'one form POST to storage, for the small file')
+    assert.equal(results[small.name].status, 'confirmed')
+    assert.equal(results[small.name].progress, small.size)
+    const rec = await fetch(`${caddy.url}/forms/${results[small.name].id}`, { headers: { Authorization: auth } }).then(r => r.json())
+    assert.equal(rec.status, 'confirmed')
+    assert.equal(rec.size, small.size)
+
+    const refused = results[big.name]
+    assert.equal(refused.name, 'UploadError')
+    assert.equal(refused.status, 413)
+    assert.equal(refused.code, 'too_large')
+    assert.match(refused.error, /larger than this route's limit of 1048576 bytes/)
   } finally {
     await context.close()
   }

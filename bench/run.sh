@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes bench/results.md:
+#
+#   bench/run.sh                      # everything, about 15 minutes on 2 cores
+#   bench/run.sh -only routes -d 5s   # flags go to bench/runner (see -help)
+#
+# Environment: BENCH_MICRO=0 skips the Go micro-benchmarks.
+# Needs Go, node/npm (for Uppy Companion) and the real servers that
+# scripts/servers.sh builds once and caches. Everything listens on 127.0.0.1
+# and every process it starts is stopped when it ends.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+eval "$(scripts/servers.sh)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/caddyupload-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+bin=$work/bin
+mkdir -p "$bin"
+
+log() { echo "bench: $*" >&2; }
+
+log "building caddy, loadgen, naiveapp, runner"
+go build -o "$bin/caddy" ./caddyupload
+go build -o "$bin/loadgen" ./bench/loadgen
+go build -o "$bin/naiveapp" ./bench/naiveapp
+go build -o "$bin/runner" ./bench/runner
+
+log "installing Uppy Companion (bench/companion/package-lock.json)"
+(cd bench/companion && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+
+micro=()
+if [ "${BENCH_MICRO:-1}" != 0 ]; then
+  log "Go micro-benchmarks (-count 5, a few minutes)"
+  go test -run '^$' -bench . -benchtime 2s -count 5 \
+    . ./storage/boltledger ./storage/s3store ./internal/oidcauth > "$work/micro.txt"
+  micro=(-micro "$work/micro.txt")
+  if GOBIN=$bin go install golang.org/x/perf/cmd/benchstat@latest 2>/dev/null; then
+    "$bin/benchstat" "$work/micro.txt" > "$work/benchstat.txt" && micro+=(-benchstat "$work/benchstat.txt")
+  else
+    log "benchstat unavailable; medians only"
+  fi
+fi
+
+log "load scenarios (uptime: $(cut -d' ' -f1-3 /proc/loadavg))"
+timeout 60m "$bin/runner" -bin "$bin" -work "$work" -out bench/results.md -companion bench/companion "${micro[@]}" "$@"
+log "done: bench/results.md"
