@@ -4,7 +4,7 @@
 //   PORT=9300 S3_ENDPOINT=... S3_BUCKET=... S3_KEY=... S3_SECRET=... node server.js
 import express from 'express'
 import os from 'node:os'
-import companion from '@uppy/companion'
+import * as companion from '@uppy/companion'
 
 const port = Number(process.env.PORT || 9300)
 const { app: companionApp } = companion.app({
@@ -23,7 +23,9 @@ const { app: companionApp } = companion.app({
   filePath: os.tmpdir(),
   secret: process.env.COMPANION_SECRET || 'bench-secret',
   corsOrigins: false,
-  uploadUrls: [],
+  // Companion refuses to start in production without it; remote provider
+  // uploads (what it is for) are not used here.
+  uploadUrls: [process.env.S3_ENDPOINT],
   logClientVersion: false,
 })
 

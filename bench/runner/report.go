@@ -271,7 +271,7 @@ var profileGroups = []struct{ label, fn string }{
 	{"scheduler", "runtime.schedule"},
 }
 
-var cumLine = regexp.MustCompile(`^\s*[\d.]+m?s\s+[\d.]+%\s+[\d.]+%\s+([\d.]+m?s)\s+([\d.]+)%\s+(.+)$`)
+var cumLine = regexp.MustCompile(`^\s*[\d.]+(?:[mµn]?s)?\s+[\d.]+%\s+[\d.]+%\s+([\d.]+(?:[mµn]?s)?)\s+([\d.]+)%\s+(.+?)(?: \(inline\))?$`)
 
 func summarizeProfile(path string, wall, cpu float64, load loadResult) (*profileSummary, error) {
 	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", path).Output()

@@ -111,7 +111,8 @@ func (e *env) profileCreate() (*profileSummary, error) {
 		return nil, err
 	}
 	time.Sleep(time.Second)
-	path := filepath.Join(e.o.work, "create.pprof")
+	// Kept next to the results (git ignores *.prof) for `go tool pprof`.
+	path := filepath.Join(filepath.Dir(e.o.out), "create.prof")
 	cpu0 := cpuSeconds(e.caddy.pid())
 	t0 := time.Now()
 	err := download(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", e.caddy.conf.Admin, secs), path)

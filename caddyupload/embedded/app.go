@@ -146,6 +146,8 @@ func (a *App) credentials(repl *caddy.Replacer, dataDir string) (string, string,
 		return id, secret, nil
 	case id != "" || secret != "":
 		return "", "", errors.New("embedded_s3: access_key_id and secret_access_key must be set together (an {env.*} placeholder may be empty)")
+	case a.AccessKeyID != "" || a.SecretAccessKey != "":
+		a.logger.Warn("embedded_s3 credentials are configured but empty; using the generated ones")
 	}
 	c, err := loadOrCreateCredentials(credentialsPath(dataDir))
 	if err != nil {

@@ -79,10 +79,22 @@ func (h *Handler) setup(bucket, listen string) {
 			pr.Out.Header.Del("Proxy-Authorization")
 			pr.Out.Header.Del("Cookie")
 		},
-		Transport:     h.transport,
-		FlushInterval: -1,
-		ErrorHandler:  h.proxyError,
+		Transport:      h.transport,
+		FlushInterval:  -1,
+		ErrorHandler:   h.proxyError,
+		ModifyResponse: hardenResponse,
 	}
+}
+
+// hardenResponse makes objects served from the site's own origin inert:
+// an uploaded HTML or SVG file must never run as the site (downloads are
+// attachments already; this also covers a URL opened directly).
+func hardenResponse(resp *http.Response) error {
+	h := resp.Header
+	h.Del("Server") // Caddy sends its own
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	return nil
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -127,6 +139,13 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		err = uerr.Err
+	}
+	if r.Context().Err() != nil {
+		// The browser went away mid-request (a cancelled or interrupted
+		// upload): nothing is wrong with the server.
+		h.logger.Debug("client closed the request", zap.String("method", r.Method), zap.String("path", r.URL.Path))
+		w.WriteHeader(499)
+		return
 	}
 	h.logger.Error("embedded S3 server unreachable", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 	writeError(w, http.StatusBadGateway, "storage_unavailable", "the storage server is unavailable")
