@@ -19,8 +19,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "upload",
-		Usage: "put <file> <route-url> [--token <jwt>] [--user <name:password>] [--type <media type>] [--concurrency <n>]",
-		Short: "Uploads a file through an upload route",
+		Usage: "put <file> <route-url> [--token <jwt>] [--user <name:password>] ... | cors --bucket <b> --origin <o> [--apply]",
+		Short: "Uploads a file through an upload route, or checks a bucket's CORS",
 		Long: `
 Uploads a file the way a browser does: it asks the upload route for a
 presigned request, sends the bytes straight to object storage (large files
@@ -28,7 +28,10 @@ in parts, several at once) and completes the upload. The route URL is where
 the upload handler is mounted, e.g. https://example.com/uploads.
 
 Credentials: --token sends a bearer token (or set CADDYUPLOAD_TOKEN);
---user sends HTTP basic credentials.`,
+--user sends HTTP basic credentials.
+
+"upload cors" checks (and with --apply sets) the bucket CORS rule that
+browsers need to upload straight to a bucket from your site.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			put := &cobra.Command{
 				Use:   "put <file> <route-url>",
@@ -41,7 +44,7 @@ Credentials: --token sends a bearer token (or set CADDYUPLOAD_TOKEN);
 			put.Flags().String("type", "", "media type (default: from the file extension)")
 			put.Flags().Int("concurrency", 4, "parts sent at once")
 			put.Flags().Bool("quiet", false, "print only the record")
-			cmd.AddCommand(put)
+			cmd.AddCommand(put, corsCommand())
 		},
 	})
 }

@@ -63,6 +63,7 @@ type site struct {
 	S3Port    int
 	MaxSize   string
 	S3Options string // more lines for the embedded_s3 global option
+	Upload    string // more lines for the upload block
 
 	proc *realservers.Process
 }
@@ -87,6 +88,7 @@ http://127.0.0.1:{{.Port}} {
 			max_size {{.MaxSize}}
 			types text/plain image/png
 			sweeper off
+			{{.Upload}}
 		}
 	}
 	respond "app" 200

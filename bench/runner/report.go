@@ -89,7 +89,7 @@ func (r *report) markdown() string {
 	p("`sign-part`: `POST /up/{id}/parts {\"numbers\":[n]}` on a 64-part upload per connection. `respond`: `respond \"ok\"` in the same server block.\n")
 	p("- CPU per request is the server's utime+stime (from `/proc/<pid>/stat`) over the whole run divided by every request of the run, warm-up included.\n")
 	p("- Big upload: %d MiB of random bytes from a temp file. `module`: the Go client (`client/`), 4 parts in parallel, bytes straight to versitygw (route with an `s3` block, not the embedded server). ", r.opts.bigSize>>20)
-	p("`naive`: one multipart form POST through Caddy's `reverse_proxy` to `bench/naiveapp`, which streams it to versitygw with `PutObject`. %d alternating rounds; peak RSS is VmHWM after resetting it (`clear_refs` 5) before each upload.\n", r.opts.bigRounds)
+	p("`module-put`: the same through a route with `multipart_threshold 5GiB`, one presigned PUT. `naive`: one multipart form POST through Caddy's `reverse_proxy` to `bench/naiveapp`, which streams it to versitygw with `PutObject`. %d alternating rounds; peak RSS is VmHWM after resetting it (`clear_refs` 5) before each upload.\n", r.opts.bigRounds)
 	p("- Sweeper: %d uploads created through the API on a route with `pending_ttl 5s` and the sweeper off, each with its one-byte object PUT to versitygw; past the deadline a config reload turns the sweeper on (`sweep_interval 1s`); the time is from its first tick to the log line reporting the last record expired (objects deleted with DeleteObjects, 1000 keys a call).\n\n", r.opts.abandoned)
 
 	if r.routes != nil {
@@ -119,7 +119,7 @@ func (r *report) markdown() string {
 	if r.bytes != nil {
 		p("## %d MiB upload: through the module vs through the proxy\n\n", r.opts.bigSize>>20)
 		p("| path | wall s | MB/s | Caddy CPU s | app CPU s | versitygw CPU s | Caddy peak RSS MiB (before) | app peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, name := range []string{"module", "naive"} {
+		for _, name := range []string{"module", "module-put", "naive"} {
 			rs := r.bytes[name]
 			f := func(g func(bytesRun) float64) float64 {
 				xs := make([]float64, len(rs))

@@ -256,6 +256,21 @@ http://127.0.0.1:{{.Port}} {
 			sweeper off
 		}
 	}
+	# The same with single PUTs up to 5 GiB, for the big upload.
+	handle_path /single/* {
+		upload {
+			name single
+			import s3
+			oidc {
+				issuer {{.Dex}}
+				audience ` + dexClientID + `
+			}
+			max_size 2GiB
+			multipart_threshold 5GiB
+			key single/{uuid}{ext}
+			sweeper off
+		}
+	}
 	# The same route for tokens that are each used once.
 	handle_path /fresh/* {
 		upload {
