@@ -275,6 +275,16 @@ func TestMultipartUpload(t *testing.T) {
 		if resp := s.call("alice", "GET", "/"+c.ID+"/parts", nil, &listed); resp.StatusCode != 200 || len(listed.Parts) != 2 || listed.Parts[1].Size != 5<<20 {
 			t.Fatalf("list parts: %+v", listed)
 		}
+		var view struct {
+			Status    string `json:"status"`
+			Multipart *struct {
+				PartSize  int64 `json:"part_size"`
+				PartCount int32 `json:"part_count"`
+			} `json:"multipart"`
+		}
+		if s.call("alice", "GET", "/"+c.ID, nil, &view); view.Multipart == nil || view.Multipart.PartCount != 3 || view.Multipart.PartSize != 5<<20 {
+			t.Errorf("pending multipart record does not show its layout: %+v", view)
+		}
 		expectError(t, s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil), 409, "not_uploaded")
 		p = signed.Parts[2]
 		if st := putPart(t, p.URL, p.Headers, body[2*c.Multipart.PartSize:]); st != 200 {
@@ -424,6 +434,7 @@ func TestReloadKeepsLedger(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("reload hung: the ledger file lock deadlocked")
 	}
+	s.waitServing()
 	var rec record
 	if resp := s.call("alice", "POST", "/"+c.ID+"/complete", nil, &rec); resp.StatusCode != 200 || rec.Status != "confirmed" {
 		t.Fatalf("complete after reload: %d %+v", resp.StatusCode, rec)
@@ -438,6 +449,7 @@ func TestReloadKeepsLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	s.waitServing()
 	if resp := s.call("alice", "GET", "/"+big.ID, nil, &rec); resp.StatusCode != 200 || rec.Status != "pending" {
 		t.Errorf("record lost across reloads: %d", resp.StatusCode)
 	}

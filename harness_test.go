@@ -105,6 +105,26 @@ func (s *testSite) load(cfg string) {
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(func() { _ = caddy.Stop() })
+	s.waitServing()
+}
+
+// waitServing waits until the current config answers.
+func (s *testSite) waitServing() {
+	s.t.Helper()
+	// Right after a reload the old server may still take a connection and
+	// close it; wait until the new one answers, as a browser's retry would.
+	ok := 0
+	eventually(s.t, "the new config serving", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, s.base+"/up/client.js", nil)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			ok = 0
+			return false
+		}
+		resp.Body.Close()
+		ok++
+		return ok >= 3
+	})
 }
 
 func loadCaddyfile(cfg string) error {
@@ -113,10 +133,7 @@ func loadCaddyfile(cfg string) error {
 	if err != nil {
 		return fmt.Errorf("adapt: %w", err)
 	}
-	err = caddy.Load(js, true)
-	// The old server closed its keep-alive connections.
-	noRedirect.CloseIdleConnections()
-	return err
+	return caddy.Load(js, true)
 }
 
 // call sends an API request as user ("" = anonymous) and decodes the JSON
@@ -156,8 +173,11 @@ func (s *testSite) call(user, method, path string, body any, out any) *http.Resp
 	return resp.Response
 }
 
+// noRedirect makes a new connection per request: a reload closes the old
+// server's connections at a moment the client cannot see.
 var noRedirect = &http.Client{
 	Timeout:       30 * time.Second,
+	Transport:     &http.Transport{DisableKeepAlives: true},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 

@@ -58,13 +58,25 @@ func pendingState(rec *storage.Record, now time.Time) *apiError {
 	return errInvalid("the upload is already " + string(rec.Status))
 }
 
+// recordView is a record as GET /{id} shows it: a pending multipart
+// upload also tells its part layout, so a client can resume from the
+// record alone.
+type recordView struct {
+	*storage.Record
+	Multipart *multipartInfo `json:"multipart,omitempty"`
+}
+
 // serveGet handles GET /{id}.
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, who identity, id string) error {
 	rec, err := h.ownRecord(r, who, id)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, rec)
+	view := recordView{Record: rec}
+	if rec.Status == storage.StatusPending && rec.Internal.PartCount > 0 {
+		view.Multipart = &multipartInfo{PartSize: rec.Internal.PartSize, PartCount: rec.Internal.PartCount}
+	}
+	writeJSON(w, http.StatusOK, view)
 	return nil
 }
 

@@ -41,7 +41,7 @@ func main() {
 	flag.IntVar(&o.bigRounds, "big-rounds", 3, "alternating rounds of the big upload")
 	flag.IntVar(&o.conns, "c", 32, "connections of the load generator")
 	flag.DurationVar(&o.duration, "d", 10*time.Second, "measured duration of each load run")
-	flag.IntVar(&o.freshTokens, "fresh-tokens", 3000, "distinct tokens per round of the uncached-token run")
+	flag.IntVar(&o.freshTokens, "fresh-tokens", 5000, "distinct tokens per round of the uncached-token run")
 	flag.Int64Var(&o.bigSize, "size", 1<<30, "size of the big upload in bytes")
 	flag.IntVar(&o.abandoned, "abandoned", 10000, "abandoned uploads for the sweeper")
 	flag.DurationVar(&o.profile, "profile", 10*time.Second, "CPU profile of Caddy under create load (0: none)")
