@@ -2,14 +2,9 @@ package caddyupload
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,84 +13,11 @@ import (
 
 const appSecret = "example-app-secret-0123456789"
 
-// exampleApp runs examples/app/app.py, the application of the README, as
-// a real process.
-type exampleApp struct {
-	port int
-	url  string
-}
-
-func startExampleApp(t *testing.T) *exampleApp {
-	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 is required for the example application")
-	}
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "examples", "app", "app.py")
-	port := realservers.FreePort(t)
-	p := realservers.StartT(t, "example-app", py, []string{script, "--port", fmt.Sprint(port), "--state", filepath.Join(t.TempDir(), "state.json")}, []string{"UPLOAD_SECRET=" + appSecret})
-	a := &exampleApp{port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	if err := p.WaitReady(20*time.Second, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, "GET", a.url+"/uploads", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
-type appState struct {
-	Uploads map[string]struct {
-		Key      string `json:"key"`
-		Size     int64  `json:"size"`
-		Type     string `json:"type"`
-		Subject  string `json:"subject"`
-		Filename string `json:"filename"`
-	} `json:"uploads"`
-	Events map[string]struct {
-		Type  string `json:"type"`
-		Count int    `json:"count"`
-	} `json:"events"`
-	Deliveries int `json:"deliveries"`
-}
-
-func (a *exampleApp) state(t *testing.T) appState {
-	t.Helper()
-	resp, err := http.Get(a.url + "/uploads")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st appState
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
-func (a *exampleApp) fail(t *testing.T, on bool) {
-	t.Helper()
-	v := "off"
-	if on {
-		v = "on"
-	}
-	resp, err := http.Post(a.url+"/control/fail", "text/plain", strings.NewReader(v))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-}
-
 func TestForwardToTheApplication(t *testing.T) {
-	app := startExampleApp(t)
+	app := realservers.StartExampleApp(t, 0, filepath.Join(t.TempDir(), "state.json"), appSecret)
 	t.Setenv("CU_TEST_APP_SECRET", appSecret)
 	s := newSite(t, realservers.SharedVersityGW(t))
-	s.load(s.caddyfileWith("forward /uploads/confirmed {\n secret {env.CU_TEST_APP_SECRET}\n }", "reverse_proxy "+app.url))
+	s.load(s.caddyfileWith("forward /uploads/confirmed {\n secret {env.CU_TEST_APP_SECRET}\n }", "reverse_proxy "+app.URL))
 
 	body := []byte("forwarded bytes")
 	c := s.create("alice", "Résumé final.txt", int64(len(body)), "text/plain")
@@ -105,7 +27,7 @@ func TestForwardToTheApplication(t *testing.T) {
 
 	// The application fails: the record stays pending and the client sees
 	// the application's answer.
-	app.fail(t, true)
+	app.Fail(t, true)
 	resp := s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil)
 	if resp.StatusCode != 500 {
 		t.Fatalf("complete while the app fails: %d", resp.StatusCode)
@@ -117,7 +39,7 @@ func TestForwardToTheApplication(t *testing.T) {
 	}
 
 	// Spoofed headers from the client never reach the application.
-	app.fail(t, false)
+	app.Fail(t, false)
 	req, _ := http.NewRequest("POST", s.base+"/up/"+c.ID+"/complete", nil)
 	req.SetBasicAuth("alice", testUsers["alice"])
 	req.Header.Set("X-Upload-Subject", "mallory")
@@ -127,7 +49,10 @@ func TestForwardToTheApplication(t *testing.T) {
 	if got.StatusCode != 200 || !bytes.Contains(got.body, []byte("thanks for the upload")) {
 		t.Fatalf("complete: %d %s", got.StatusCode, got.body)
 	}
-	st := app.state(t)
+	st, err := app.State()
+	if err != nil {
+		t.Fatal(err)
+	}
 	u, ok := st.Uploads[c.ID]
 	if !ok {
 		t.Fatalf("the app did not record the upload: %+v", st)
@@ -141,7 +66,7 @@ func TestForwardToTheApplication(t *testing.T) {
 	}
 
 	// A forged forward straight to the app is refused by its signature check.
-	fr, _ := http.NewRequest("POST", app.url+"/uploads/confirmed", nil)
+	fr, _ := http.NewRequest("POST", app.URL+"/uploads/confirmed", nil)
 	for _, h := range forwardHeaders {
 		fr.Header.Set(h, "x")
 	}
@@ -152,11 +77,11 @@ func TestForwardToTheApplication(t *testing.T) {
 	}
 
 	// Completing again answers the record without a second hand-off.
-	before := app.state(t).Deliveries
+	before, _ := app.State()
 	if resp := s.call("alice", "POST", "/"+c.ID+"/complete", nil, &rec); resp.StatusCode != 200 || rec.Status != "confirmed" {
 		t.Errorf("repeat complete: %d", resp.StatusCode)
 	}
-	if after := app.state(t).Deliveries; after != before {
+	if after, _ := app.State(); after.Deliveries != before.Deliveries {
 		t.Errorf("repeat complete reached the app again")
 	}
 }
