@@ -90,9 +90,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	op, aerr := route(r)
 	if aerr == nil {
 		var who identity
-		if op.name == "download" && h.Download == "public" {
-			// Anyone holding the id may download; no credentials needed.
-		} else {
+		// With the public download policy, anyone holding the id may
+		// download: no credentials needed.
+		if op.name != "download" || h.Download != "public" {
 			who, aerr = h.auth.authenticate(r)
 		}
 		if aerr == nil && who.FromCookie && !op.readOnly && crossSite(r) {
