@@ -2,7 +2,10 @@ package caddyupload
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -11,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/caddyupload/caddyupload/internal/realservers"
 )
@@ -148,6 +154,18 @@ func TestVerificationRejectsAndDeletes(t *testing.T) {
 		c = s.create("alice", "b.txt", 5, "text/plain")
 		s.putDirect(c.Key, []byte("12345"), "text/html")
 		expectError(t, s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil), 422, "verification_failed")
+
+		// Same size and type, other content than the declared SHA-256.
+		var c2 created
+		s.call("alice", "POST", "/", `{"filename":"c.txt","size":3,"type":"text/plain","sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}`, &c2)
+		other := sha256.Sum256([]byte("abd"))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := srv.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &c2.Key, Body: strings.NewReader("abd"),
+			ContentType: aws.String("text/plain"), ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(other[:]))}); err != nil {
+			t.Fatal(err)
+		}
+		expectError(t, s.call("alice", "POST", "/"+c2.ID+"/complete", nil, nil), 422, "verification_failed")
 	})
 }
 

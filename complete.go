@@ -1,6 +1,7 @@
 package caddyupload
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -109,6 +110,9 @@ func (h *Handler) mismatch(rec *storage.Record, info storage.ObjectInfo) string 
 		return fmt.Sprintf("the object has %d bytes, not the declared %d", info.Size, rec.Size)
 	case rec.Size == 0 && (info.Size < 1 || info.Size > rec.Internal.MaxSize):
 		return fmt.Sprintf("the object has %d bytes, outside this route's limits", info.Size)
+	}
+	if rec.SHA256 != "" && len(info.SHA256) == 32 && hex.EncodeToString(info.SHA256) != rec.SHA256 {
+		return "the object's SHA-256 differs from the declared one"
 	}
 	stored, _ := parseMediaType(info.ContentType)
 	if stored != rec.Type {
