@@ -40,7 +40,7 @@ func TestSingleUploadLifecycle(t *testing.T) {
 
 		body := randomBytes(1000)
 		c := s.create("alice", "photo.PNG", int64(len(body)), "image/png")
-		if c.Status != "pending" || c.Method != "PUT" || len(c.ID) != 32 || c.URL == "" {
+		if c.Status != "pending" || c.Method != "PUT" || len(c.ID) != idLen || c.URL == "" {
 			t.Fatalf("create answer: %+v", c)
 		}
 		if !strings.HasPrefix(c.Key, "files/alice/") || !strings.HasSuffix(c.Key, ".png") {
@@ -400,7 +400,7 @@ func postForm(t *testing.T, c created, file []byte) int {
 func TestSweeperExpiresOnlyItsOwnKeys(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
 		s := newSite(t, srv)
-		s.load(s.caddyfile("url_ttl 1s\n pending_ttl 2s\n sweep_interval 1s"))
+		s.load(s.caddyfile("url_ttl 5s\n pending_ttl 5s\n sweep_interval 1s"))
 		canary := "canary/" + newID() + ".txt"
 		s.putDirect(canary, []byte("keep me"), "text/plain")
 

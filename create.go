@@ -146,7 +146,7 @@ func (h *Handler) checkType(declared string, up *upload) *apiError {
 func (h *Handler) newRecord(who identity, up upload, method string) *storage.Record {
 	now := time.Now().UTC()
 	id := newID()
-	key := h.keys.render(keyVars{UUID: uuid.NewString(), ID: id, Ext: up.ext, Subject: who.Subject, Claims: who.Claims, Now: now})
+	key := h.keys.render(keyVars{UUID: uuid.Must(uuid.NewV7()).String(), ID: id, Ext: up.ext, Subject: who.Subject, Claims: who.Claims, Now: now})
 	rec := &storage.Record{
 		ID:        id,
 		Key:       key,

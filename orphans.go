@@ -27,7 +27,7 @@ func (kt keyTemplate) pattern() *regexp.Regexp {
 		case "uuid":
 			b.WriteString(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 		case "id":
-			b.WriteString(`[a-z2-7]{32}`)
+			b.WriteString(`[2-7a-z]{42}`)
 		case "ext":
 			b.WriteString(`(\.[a-z0-9]{1,16})?`)
 		case "year":

@@ -37,7 +37,7 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
     . ./storage/boltledger ./storage/s3store ./internal/oidcauth > "$work/micro.txt"
   micro=(-micro "$work/micro.txt")
   if GOBIN=$bin go install golang.org/x/perf/cmd/benchstat@latest 2>/dev/null; then
-    "$bin/benchstat" "$work/micro.txt" > "$work/benchstat.txt" && micro+=(-benchstat "$work/benchstat.txt")
+    (cd "$work" && "$bin/benchstat" micro.txt > benchstat.txt) && micro+=(-benchstat "$work/benchstat.txt")
   else
     log "benchstat unavailable; medians only"
   fi
