@@ -32,26 +32,40 @@ func (staticAuth) release() {}
 // route; no request reaches a storage server).
 func benchHandler(b *testing.B, groupCommit bool) *Handler {
 	b.Helper()
+	h := &Handler{Key: "u/{user}/{uuid}{ext}", Types: []string{"image/*"}}
+	h.setDefaults()
+	if err := provisionForTest(b, h, boltledger.Options{NoGroupCommit: !groupCommit}); err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+// provisionForTest sets up h the way Provision does, without a Caddy
+// context: a bbolt ledger in a temporary directory, an S3 store that is
+// never called (presigning is local), one fixed subject.
+func provisionForTest(tb testing.TB, h *Handler, opts ...boltledger.Options) error {
 	store, err := s3store.New(context.Background(), s3store.Config{
 		Endpoint: "http://127.0.0.1:9", Bucket: "bench", Region: "us-east-1",
 		AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", UsePathStyle: true,
 	})
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
-	l, err := boltledger.Open(filepath.Join(b.TempDir(), "ledger.db"), boltledger.Options{NoGroupCommit: !groupCommit})
+	var o boltledger.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	l, err := boltledger.Open(filepath.Join(tb.TempDir(), "ledger.db"), o)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
-	b.Cleanup(func() { _ = l.Close() })
-	h := &Handler{Key: "u/{user}/{uuid}{ext}", Types: []string{"image/*"}}
-	h.setDefaults()
+	tb.Cleanup(func() { _ = l.Close() })
 	if h.keys, err = parseKeyTemplate(h.Key); err != nil {
-		b.Fatal(err)
+		return err
 	}
 	h.types = newTypeMatcher(h.Types)
 	h.store, h.ledger, h.auth, h.logger, h.Name = store, l, staticAuth{"bench-user"}, zap.NewNop(), "bench"
-	return h
+	return nil
 }
 
 const benchCreateBody = `{"filename":"holiday photo.jpg","size":2400000,"type":"image/jpeg","metadata":{"album":"summer"}}`

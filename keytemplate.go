@@ -44,6 +44,9 @@ func parseKeyTemplate(s string) (keyTemplate, error) {
 	if strings.HasPrefix(s, "/") {
 		return kt, fmt.Errorf("key template %q must not start with /", s)
 	}
+	if !utf8.ValidString(s) {
+		return kt, fmt.Errorf("key template %q is not valid UTF-8", s)
+	}
 	unique := false
 	rest := s
 	for rest != "" {
