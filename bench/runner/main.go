@@ -112,12 +112,12 @@ func run(o options) (err error) {
 		return err
 	}
 	naivePort := freePort()
-	if e.naive, err = start(o.work, "naiveapp", o.work, filepath.Join(o.bin, "naiveapp"),
+	if e.naive, err = start("naiveapp", o.work, filepath.Join(o.bin, "naiveapp"),
 		[]string{"-listen", fmt.Sprintf("127.0.0.1:%d", naivePort)},
 		[]string{"S3_ENDPOINT=" + e.s3.endpoint, "S3_BUCKET=" + bucket, "S3_ACCESS_KEY_ID=" + e.s3.key, "S3_SECRET_ACCESS_KEY=" + e.s3.secret}); err != nil {
 		return err
 	}
-	if err := e.naive.waitReady(10*time.Second, dialReady(fmt.Sprintf("127.0.0.1:%d", naivePort))); err != nil {
+	if err := e.naive.WaitReady(10*time.Second, dialReady(fmt.Sprintf("127.0.0.1:%d", naivePort))); err != nil {
 		return err
 	}
 	conf := caddyConf{Dir: o.work, S3: e.s3.endpoint, Dex: e.dex.issuer, Issuer: e.iss.url, Port: freePort(), Admin: freePort(), Naive: naivePort}
@@ -171,7 +171,7 @@ func run(o options) (err error) {
 
 func (e *env) stopAll() {
 	for _, p := range []*proc{e.companionProc(), e.caddyProc(), e.naive, e.dexProc(), e.s3Proc()} {
-		p.stop(10 * time.Second)
+		p.Stop(10 * time.Second)
 	}
 	if e.iss != nil {
 		_ = e.iss.srv.Close()
@@ -226,12 +226,12 @@ func (e *env) loadgenCmd(args ...string) *exec.Cmd {
 func (e *env) load(args ...string) (loadResult, error) {
 	args = append([]string{"-d", e.o.duration.String()}, args...)
 	cmd := e.loadgenCmd(args...)
-	cpu0 := cpuSeconds(e.caddy.pid())
+	cpu0 := cpuSeconds(e.caddy.Pid())
 	out, err := cmd.Output()
 	if err != nil {
 		return loadResult{}, fmt.Errorf("loadgen %v: %w", args, err)
 	}
-	return decodeLoad(out, cpuSeconds(e.caddy.pid())-cpu0)
+	return decodeLoad(out, cpuSeconds(e.caddy.Pid())-cpu0)
 }
 
 func decodeLoad(out []byte, caddyCPU float64) (loadResult, error) {

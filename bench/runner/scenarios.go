@@ -113,10 +113,10 @@ func (e *env) profileCreate() (*profileSummary, error) {
 	time.Sleep(time.Second)
 	// Kept next to the results (git ignores *.prof) for `go tool pprof`.
 	path := filepath.Join(filepath.Dir(e.o.out), "create.prof")
-	cpu0 := cpuSeconds(e.caddy.pid())
+	cpu0 := cpuSeconds(e.caddy.Pid())
 	t0 := time.Now()
 	err := download(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", e.caddy.conf.Admin, secs), path)
-	cpu := cpuSeconds(e.caddy.pid()) - cpu0
+	cpu := cpuSeconds(e.caddy.Pid()) - cpu0
 	wall := time.Since(t0).Seconds()
 	if werr := cmd.Wait(); err == nil && werr != nil {
 		err = werr
@@ -156,16 +156,16 @@ func (e *env) companionScenario() (map[string][]loadResult, error) {
 	port := freePort()
 	dir, _ := filepath.Abs(e.o.companionDir)
 	var err error
-	e.companion, err = start(e.o.work, "companion", dir, "node", []string{"server.js"}, []string{
+	e.companion, err = start("companion", dir, "node", []string{"server.js"}, []string{
 		fmt.Sprintf("PORT=%d", port), "S3_ENDPOINT=" + e.s3.endpoint, "S3_BUCKET=" + bucket,
 		"S3_KEY=" + e.s3.key, "S3_SECRET=" + e.s3.secret, "COMPANION_SECRET=" + randomHex(16), "NODE_ENV=production",
 	})
 	if err != nil {
 		return nil, err
 	}
-	defer func() { e.companion.stop(10 * time.Second); e.companion = nil }()
+	defer func() { e.companion.Stop(10 * time.Second); e.companion = nil }()
 	e.compURL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := e.companion.waitReady(60*time.Second, func(ctx context.Context) error {
+	if err := e.companion.WaitReady(60*time.Second, func(ctx context.Context) error {
 		return getOK(ctx, e.compURL+paramsQuery)
 	}); err != nil {
 		return nil, err
@@ -180,7 +180,7 @@ func (e *env) companionScenario() (map[string][]loadResult, error) {
 		}},
 	}
 	// Companion's own CPU, for CPU per request on its side.
-	return e.alternate(e.o.rounds, vs, func() float64 { return cpuSeconds(e.companion.pid()) })
+	return e.alternate(e.o.rounds, vs, func() float64 { return cpuSeconds(e.companion.Pid()) })
 }
 
 // bytesRun is one upload of the big file.
@@ -235,7 +235,7 @@ func (e *env) bytesScenario() (map[string][]bytesRun, error) {
 	for r := 0; r < e.o.bigRounds; r++ {
 		for i := range sides {
 			s := sides[(i+r)%len(sides)]
-			cp, ap, sp := e.caddy.pid(), e.naive.pid(), e.s3.pid()
+			cp, ap, sp := e.caddy.Pid(), e.naive.Pid(), e.s3.Pid()
 			_, before := memStatus(cp)
 			if err := resetPeakRSS(cp); err != nil {
 				return nil, fmt.Errorf("resetting peak RSS: %w", err)
@@ -377,7 +377,7 @@ func (e *env) sweeperScenario() (*sweepResult, error) {
 	}
 	time.Sleep(6 * time.Second) // past pending_ttl
 
-	logOffset := fileSize(e.caddy.log)
+	logOffset := len(e.caddy.Output())
 	conf := e.caddy.conf
 	conf.Sweeper = true
 	if err := e.caddy.reload(conf); err != nil {
@@ -509,16 +509,11 @@ func (e *env) status(path string) (string, error) {
 // waitSwept follows Caddy's log for the sweeper's "expired abandoned
 // uploads" lines until they add up to want, and returns the time of the
 // last one (the log's own timestamp).
-func (e *env) waitSwept(offset int64, want int, timeout time.Duration) (time.Time, error) {
+func (e *env) waitSwept(offset int, want int, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		total, last := 0, time.Time{}
-		f, err := os.Open(e.caddy.log)
-		if err != nil {
-			return last, err
-		}
-		_, _ = f.Seek(offset, io.SeekStart)
-		sc := bufio.NewScanner(f)
+		sc := bufio.NewScanner(strings.NewReader(e.caddy.Output()[offset:]))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			var l struct {
@@ -532,19 +527,10 @@ func (e *env) waitSwept(offset int64, want int, timeout time.Duration) (time.Tim
 				last = time.Unix(0, int64(l.TS*1e9))
 			}
 		}
-		f.Close()
 		if total >= want {
 			return last, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return time.Time{}, fmt.Errorf("the sweeper did not expire %d uploads within %s", want, timeout)
-}
-
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
 }

@@ -56,14 +56,14 @@ func startVersityGW(work, bin string) (*s3Server, error) {
 	}
 	s := &s3Server{endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), key: "AK" + randomHex(9), secret: randomHex(20)}
 	var err error
-	s.proc, err = start(work, "versitygw", work, bin,
+	s.proc, err = start("versitygw", work, bin,
 		[]string{"--port", fmt.Sprintf("127.0.0.1:%d", port), "--health", "/healthz", "posix", data},
 		[]string{"ROOT_ACCESS_KEY=" + s.key, "ROOT_SECRET_KEY=" + s.secret})
 	if err != nil {
 		return nil, err
 	}
 	c := s.client()
-	if err := s.waitReady(30*time.Second, func(ctx context.Context) error {
+	if err := s.WaitReady(30*time.Second, func(ctx context.Context) error {
 		_, err := c.ListBuckets(ctx, &s3.ListBucketsInput{})
 		return err
 	}); err != nil {
@@ -108,10 +108,10 @@ func startDex(work, bin string) (*dex, error) {
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		return nil, err
 	}
-	if d.proc, err = start(work, "dex", work, bin, []string{"serve", path}, nil); err != nil {
+	if d.proc, err = start("dex", work, bin, []string{"serve", path}, nil); err != nil {
 		return nil, err
 	}
-	return d, d.waitReady(30*time.Second, func(ctx context.Context) error {
+	return d, d.WaitReady(30*time.Second, func(ctx context.Context) error {
 		return getOK(ctx, d.issuer+"/.well-known/openid-configuration")
 	})
 }
@@ -328,14 +328,14 @@ func startCaddy(work, bin string, conf caddyConf, s *s3Server) (*caddy, error) {
 	}
 	c := &caddy{conf: conf, base: fmt.Sprintf("http://127.0.0.1:%d", conf.Port)}
 	var err error
-	c.proc, err = start(work, "caddy", work, bin, []string{"run", "--config", path, "--adapter", "caddyfile"}, []string{
+	c.proc, err = start("caddy", work, bin, []string{"run", "--config", path, "--adapter", "caddyfile"}, []string{
 		"BENCH_S3_KEY=" + s.key, "BENCH_S3_SECRET=" + s.secret,
 		"XDG_DATA_HOME=" + filepath.Join(work, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(work, "xdg-config"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return c, c.waitReady(30*time.Second, func(ctx context.Context) error { return getOK(ctx, c.base+"/ok/") })
+	return c, c.WaitReady(30*time.Second, func(ctx context.Context) error { return getOK(ctx, c.base+"/ok/") })
 }
 
 // reload loads conf through the admin API, as `caddy reload` does.

@@ -73,7 +73,13 @@ func (b *syncBuffer) String() string {
 // Start runs bin with args and env added to the environment. The process
 // dies with the test binary (Pdeathsig) even if cleanup never runs.
 func Start(name, bin string, args, env []string) (*Process, error) {
+	return StartIn("", name, bin, args, env)
+}
+
+// StartIn is Start with dir as the working directory ("" = this one's).
+func StartIn(dir, name, bin string, args, env []string) (*Process, error) {
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -85,6 +91,9 @@ func Start(name, bin string, args, env []string) (*Process, error) {
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	return p, nil
 }
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Output is what the process printed so far.
 func (p *Process) Output() string { return p.out.String() }
@@ -99,9 +108,10 @@ func (p *Process) Exited() bool {
 	}
 }
 
-// Stop sends SIGTERM, then SIGKILL after grace.
+// Stop sends SIGTERM, then SIGKILL after grace. A nil or ended process is
+// left alone.
 func (p *Process) Stop(grace time.Duration) {
-	if p.Exited() {
+	if p == nil || p.Exited() {
 		return
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
