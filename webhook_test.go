@@ -266,6 +266,7 @@ func TestWebhookRetriesAcrossReload(t *testing.T) {
 	if err := loadCaddyfile(s.caddyfile(policy + "\n\t\t\tmax_size 2MiB")); err != nil {
 		t.Fatal(err)
 	}
+	s.waitServing()
 	b := confirmUpload(s, "bob")
 	evB := b + ":upload.confirmed"
 	eventually(t, "a failed attempt of the new config's event", func() bool { return rcv.attempts(evB) >= 1 })

@@ -33,8 +33,11 @@ type wireRecord struct {
 	Internal    storage.RecordInternal `json:"internal"`
 }
 
+// The codecs convert pointers between Record and wireRecord (same fields,
+// other tags) rather than values: that saves a copy and an allocation each.
+
 func encodeRecord(rec *storage.Record) ([]byte, error) {
-	b, err := json.Marshal(wireRecord(*rec))
+	b, err := json.Marshal((*wireRecord)(rec))
 	if err != nil {
 		return nil, fmt.Errorf("encoding record %s: %w", rec.ID, err)
 	}
@@ -53,12 +56,11 @@ func decodeRecord(b []byte) (*storage.Record, error) {
 	if b[0] != encodingV1 {
 		return nil, fmt.Errorf("unknown record encoding version %d", b[0])
 	}
-	var w wireRecord
-	if err := json.Unmarshal(b[1:], &w); err != nil {
+	rec := new(storage.Record)
+	if err := json.Unmarshal(b[1:], (*wireRecord)(rec)); err != nil {
 		return nil, fmt.Errorf("decoding record: %w", err)
 	}
-	rec := storage.Record(w)
-	return &rec, nil
+	return rec, nil
 }
 
 // keyIndexKey is the key of the keys bucket: store, a zero byte, then the
@@ -107,12 +109,8 @@ type wireEvent struct {
 }
 
 func encodeEvent(ev *storage.Event) ([]byte, error) {
-	w := wireEvent{Event: *ev}
+	w := &wireEvent{Event: *ev, Record: (*wireRecord)(ev.Record)}
 	w.Event.Record = nil
-	if ev.Record != nil {
-		r := wireRecord(*ev.Record)
-		w.Record = &r
-	}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("encoding event %s: %w", ev.ID, err)
@@ -131,16 +129,13 @@ func decodeEvent(b []byte) (*storage.Event, error) {
 	if b[0] != encodingV1 {
 		return nil, fmt.Errorf("unknown event encoding version %d", b[0])
 	}
-	var w wireEvent
-	if err := json.Unmarshal(b[1:], &w); err != nil {
+	w := new(wireEvent)
+	if err := json.Unmarshal(b[1:], w); err != nil {
 		return nil, fmt.Errorf("decoding event: %w", err)
 	}
-	ev := w.Event
-	if w.Record != nil {
-		r := storage.Record(*w.Record)
-		ev.Record = &r
-	}
-	return &ev, nil
+	ev := &w.Event
+	ev.Record = (*storage.Record)(w.Record)
+	return ev, nil
 }
 
 // routeTimeKey is the key of the event indexes: the route, a zero byte

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -44,15 +43,15 @@ func (s *Store) PresignPut(ctx context.Context, in storage.PutInput, origin stor
 		return storage.SignedRequest{}, err
 	}
 	size := strconv.FormatInt(in.Size, 10)
-	h := http.Header{"Content-Type": {in.ContentType}}
 	out := map[string]string{"Content-Type": in.ContentType, "Content-Length": size}
+	sig := sigInput{method: http.MethodPut, t: s.targetFor(origin), key: in.Key, ttl: ttl,
+		length: in.Size, contentType: in.ContentType}
 	if in.SHA256 != nil {
 		sum := base64.StdEncoding.EncodeToString(in.SHA256)
-		h["X-Amz-Checksum-Sha256"] = []string{sum}
+		sig.checksum = sum
 		out["X-Amz-Checksum-Sha256"] = sum
 	}
-	u := s.targetFor(origin).objectURL(in.Key, expiresQuery(ttl))
-	signed, exp, err := s.presign(ctx, http.MethodPut, u, h, in.Size, ttl)
+	signed, exp, err := s.presign(ctx, &sig)
 	if err != nil {
 		return storage.SignedRequest{}, err
 	}
@@ -78,9 +77,8 @@ func (s *Store) PresignPart(ctx context.Context, in storage.PartInput, origin st
 	if err != nil {
 		return storage.SignedRequest{}, err
 	}
-	q := expiresQuery(ttl) + "&partNumber=" + strconv.Itoa(int(in.Number)) + "&uploadId=" + url.QueryEscape(in.UploadID)
-	u := s.targetFor(origin).objectURL(in.Key, q)
-	signed, exp, err := s.presign(ctx, http.MethodPut, u, http.Header{}, in.Size, ttl)
+	signed, exp, err := s.presign(ctx, &sigInput{method: http.MethodPut, t: s.targetFor(origin), key: in.Key, ttl: ttl,
+		length: in.Size, partNumber: in.Number, uploadID: in.UploadID})
 	if err != nil {
 		return storage.SignedRequest{}, err
 	}
@@ -101,35 +99,22 @@ func (s *Store) PresignGet(ctx context.Context, in storage.GetInput, origin stor
 	if err != nil {
 		return storage.SignedRequest{}, err
 	}
-	q := expiresQuery(ttl)
-	if in.ContentDisposition != "" {
-		q += "&response-content-disposition=" + url.QueryEscape(in.ContentDisposition)
-	}
-	if in.ContentType != "" {
-		q += "&response-content-type=" + url.QueryEscape(in.ContentType)
-	}
-	u := s.targetFor(origin).objectURL(in.Key, q)
-	signed, exp, err := s.presign(ctx, http.MethodGet, u, http.Header{}, 0, ttl)
+	signed, exp, err := s.presign(ctx, &sigInput{method: http.MethodGet, t: s.targetFor(origin), key: in.Key, ttl: ttl,
+		respDisp: in.ContentDisposition, respType: in.ContentType})
 	if err != nil {
 		return storage.SignedRequest{}, err
 	}
 	return storage.SignedRequest{Method: http.MethodGet, URL: signed, Expires: exp}, nil
 }
 
-// presign signs u with SigV4 in the query string. length > 0 is signed as
-// Content-Length; the headers in h are signed as given.
-func (s *Store) presign(ctx context.Context, method string, u *url.URL, h http.Header, length int64, ttl time.Duration) (string, time.Time, error) {
+// presign signs in with SigV4 in the query string.
+func (s *Store) presign(ctx context.Context, in *sigInput) (string, time.Time, error) {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("s3: credentials: %w: %v", storage.ErrUnavailable, err)
 	}
 	t := now().UTC().Truncate(time.Second)
-	req := &http.Request{Method: method, URL: u, Host: u.Host, Header: h, ContentLength: length}
-	signed, _, err := s.signer.PresignHTTP(ctx, creds, req, unsignedPayload, "s3", s.region, t)
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("s3: presign: %w", err)
-	}
-	return signed, t.Add(ttl), nil
+	return s.presignURL(in, t, creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken), t.Add(in.ttl), nil
 }
 
 // checkTTL applies the default to zero and refuses what SigV4 cannot sign.
@@ -142,8 +127,4 @@ func checkTTL(ttl time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf("s3: url lifetime %s out of range (0, %s]", ttl, maxTTL)
 	}
 	return (ttl + time.Second - 1).Truncate(time.Second), nil
-}
-
-func expiresQuery(ttl time.Duration) string {
-	return "X-Amz-Expires=" + strconv.FormatInt(int64(ttl/time.Second), 10)
 }
