@@ -10,7 +10,8 @@ import (
 	"github.com/caddyupload/caddyupload/storage"
 )
 
-// apiError is an error with the status and code the contract documents.
+// apiError is an error with the status and code the API documents
+// (openapi.yaml).
 // Its message is shown to the client, so it never carries a secret, a key
 // of another subject or a presigned URL.
 type apiError struct {

@@ -21,7 +21,7 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Defaults the contract promises.
+// Defaults the README and the field docs promise.
 const (
 	defaultURLTTL             = 60 * time.Second
 	defaultPendingTTL         = time.Hour

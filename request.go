@@ -37,7 +37,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	return nil
 }
 
-// checkFilename enforces the contract's filename rules.
+// checkFilename enforces the API's filename rules: at most 255 bytes of
+// UTF-8 without control characters.
 func checkFilename(name string) *apiError {
 	switch {
 	case name == "":
