@@ -36,54 +36,13 @@ func RunLedger(t *testing.T, open func(t *testing.T, dir string) storage.Ledger)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &ledgerHarness{t: t, open: open, dir: t.TempDir()}
-			h.l = open(t, h.dir)
-			t.Cleanup(func() {
-				if h.l != nil {
-					if err := h.l.Close(); err != nil {
-						t.Errorf("Close: %v", err)
-					}
-				}
-			})
+			h := &ledgerHarness{newHarness(t, open)}
 			tc.run(t, h)
 		})
 	}
 }
 
-type ledgerHarness struct {
-	t    *testing.T
-	open func(t *testing.T, dir string) storage.Ledger
-	dir  string
-	l    storage.Ledger
-}
-
-func (h *ledgerHarness) reopen() {
-	h.t.Helper()
-	l := h.l
-	h.l = nil
-	if err := l.Close(); err != nil {
-		h.t.Fatalf("Close: %v", err)
-	}
-	h.l = h.open(h.t, h.dir)
-}
-
-func (h *ledgerHarness) create(recs ...*storage.Record) {
-	h.t.Helper()
-	for _, r := range recs {
-		if err := h.l.Create(h.t.Context(), r); err != nil {
-			h.t.Fatalf("Create(%s): %v", r.ID, err)
-		}
-	}
-}
-
-func (h *ledgerHarness) update(id string, fn func(*storage.Record)) *storage.Record {
-	h.t.Helper()
-	rec, err := h.l.Update(h.t.Context(), id, func(r *storage.Record) error { fn(r); return nil })
-	if err != nil {
-		h.t.Fatalf("Update(%s): %v", id, err)
-	}
-	return rec
-}
+type ledgerHarness struct{ *harness[storage.Ledger] }
 
 // wantStored asserts that id is stored as want, both by id and by key.
 func (h *ledgerHarness) wantStored(want *storage.Record) {

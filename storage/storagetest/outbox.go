@@ -40,57 +40,13 @@ func RunOutbox(t *testing.T, open func(t *testing.T, dir string) interface {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &outboxHarness{t: t, open: open, dir: t.TempDir()}
-			h.l = open(t, h.dir)
-			t.Cleanup(func() {
-				if h.l != nil {
-					if err := h.l.Close(); err != nil {
-						t.Errorf("Close: %v", err)
-					}
-				}
-			})
+			h := &outboxHarness{newHarness(t, open)}
 			tc.run(t, h)
 		})
 	}
 }
 
-type outboxHarness struct {
-	t    *testing.T
-	open func(t *testing.T, dir string) interface {
-		storage.Ledger
-		storage.Outbox
-	}
-	dir string
-	l   OutboxLedger
-}
-
-func (h *outboxHarness) reopen() {
-	h.t.Helper()
-	l := h.l
-	h.l = nil
-	if err := l.Close(); err != nil {
-		h.t.Fatalf("Close: %v", err)
-	}
-	h.l = h.open(h.t, h.dir)
-}
-
-func (h *outboxHarness) create(recs ...*storage.Record) {
-	h.t.Helper()
-	for _, r := range recs {
-		if err := h.l.Create(h.t.Context(), r); err != nil {
-			h.t.Fatalf("Create(%s): %v", r.ID, err)
-		}
-	}
-}
-
-func (h *outboxHarness) update(id string, fn func(*storage.Record)) *storage.Record {
-	h.t.Helper()
-	rec, err := h.l.Update(h.t.Context(), id, func(r *storage.Record) error { fn(r); return nil })
-	if err != nil {
-		h.t.Fatalf("Update(%s): %v", id, err)
-	}
-	return rec
-}
+type outboxHarness struct{ *harness[OutboxLedger] }
 
 func (h *outboxHarness) setStatus(id string, s storage.Status) *storage.Record {
 	h.t.Helper()
