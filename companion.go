@@ -1,7 +1,6 @@
 package caddyupload
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -228,12 +227,9 @@ func (h *Handler) serveCompanionList(w http.ResponseWriter, r *http.Request, who
 	if e := pendingState(rec, time.Now()); e != nil {
 		return e
 	}
-	parts, err := h.store.ListParts(r.Context(), rec.Key, rec.Internal.UploadID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return errExpired("the multipart upload no longer exists")
-	}
+	parts, err := h.storedParts(r, rec)
 	if err != nil {
-		return errStorage(err)
+		return err
 	}
 	out := make([]companionPart, 0, len(parts))
 	for _, p := range parts {
@@ -260,10 +256,7 @@ func (h *Handler) serveCompanionComplete(w http.ResponseWriter, r *http.Request,
 	}
 	want := &completeRequest{}
 	for _, p := range req.Parts {
-		want.Parts = append(want.Parts, struct {
-			Number int32  `json:"number"`
-			ETag   string `json:"etag"`
-		}{p.PartNumber, p.ETag})
+		want.Parts = append(want.Parts, partETag{p.PartNumber, p.ETag})
 	}
 	return h.finish(w, r, rec, want, func(rec *storage.Record) {
 		writeJSON(w, http.StatusOK, map[string]any{
@@ -277,10 +270,11 @@ func (h *Handler) serveCompanionComplete(w http.ResponseWriter, r *http.Request,
 
 // serveCompanionAbort handles DELETE /s3/multipart/{uploadId}?key=.
 func (h *Handler) serveCompanionAbort(w http.ResponseWriter, r *http.Request, who identity, id string) error {
-	if _, err := h.companionRecord(r, who, id); err != nil {
+	rec, err := h.companionRecord(r, who, id)
+	if err != nil {
 		return err
 	}
-	return h.serveAbort(w, r, who, id)
+	return h.abort(w, r, rec)
 }
 
 // basePath is the path prefix the handler is mounted under, recovered from

@@ -133,25 +133,36 @@ func (h *Handler) serveListParts(w http.ResponseWriter, r *http.Request, who ide
 	if err != nil {
 		return err
 	}
-	parts, err := h.store.ListParts(r.Context(), rec.Key, rec.Internal.UploadID)
+	parts, err := h.storedParts(r, rec)
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return errExpired("the multipart upload no longer exists")
-		}
-		return errStorage(err)
-	}
-	if parts == nil {
-		parts = []storage.Part{}
+		return err
 	}
 	writeJSON(w, http.StatusOK, listPartsResponse{Parts: parts})
 	return nil
 }
 
+// storedParts lists the parts storage holds of rec's multipart upload.
+func (h *Handler) storedParts(r *http.Request, rec *storage.Record) ([]storage.Part, error) {
+	parts, err := h.store.ListParts(r.Context(), rec.Key, rec.Internal.UploadID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errExpired("the multipart upload no longer exists")
+	}
+	if err != nil {
+		return nil, errStorage(err)
+	}
+	if parts == nil {
+		parts = []storage.Part{}
+	}
+	return parts, nil
+}
+
 type completeRequest struct {
-	Parts []struct {
-		Number int32  `json:"number"`
-		ETag   string `json:"etag"`
-	} `json:"parts"`
+	Parts []partETag `json:"parts"`
+}
+
+type partETag struct {
+	Number int32  `json:"number"`
+	ETag   string `json:"etag"`
 }
 
 // assemble completes rec's multipart upload in storage from the stored

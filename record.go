@@ -12,14 +12,11 @@ import (
 // ownRecord loads record id for its owner. A record of another subject, or
 // of another store, answers exactly like a missing one.
 func (h *Handler) ownRecord(r *http.Request, who identity, id string) (*storage.Record, error) {
-	rec, err := h.ledger.Get(r.Context(), id)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errNotFound()
-	}
+	rec, err := h.anyRecord(r, id)
 	if err != nil {
-		return nil, errLedger(err)
+		return nil, err
 	}
-	if rec.Internal.Subject != who.Subject || rec.Internal.Store != h.store.ID() {
+	if rec.Internal.Subject != who.Subject {
 		return nil, errNotFound()
 	}
 	return rec, nil
@@ -88,9 +85,15 @@ func (h *Handler) serveAbort(w http.ResponseWriter, r *http.Request, who identit
 	if err != nil {
 		return err
 	}
+	return h.abort(w, r, rec)
+}
+
+// abort marks rec aborted and removes what storage holds of it.
+func (h *Handler) abort(w http.ResponseWriter, r *http.Request, rec *storage.Record) error {
+	var err error
 	switch rec.Status {
 	case storage.StatusPending, storage.StatusConfirmed:
-		rec, err = h.ledger.Update(r.Context(), id, func(cur *storage.Record) error {
+		rec, err = h.ledger.Update(r.Context(), rec.ID, func(cur *storage.Record) error {
 			if cur.Status == storage.StatusPending || cur.Status == storage.StatusConfirmed {
 				cur.Status = storage.StatusAborted
 				cur.Internal.UpdatedAt = time.Now().UTC()
