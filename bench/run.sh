@@ -12,7 +12,9 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-eval "$(scripts/servers.sh)"
+servers=$(scripts/servers.sh) || { echo "bench: building the servers failed (see above)" >&2; exit 1; }
+eval "$servers"
+command -v npm >/dev/null || { echo "bench: npm is needed for Uppy Companion (apt-get install nodejs npm)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/caddyupload-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -43,7 +43,8 @@ if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt w
 fi
 
 if [ -z "${CADDYUPLOAD_DEX_BIN:-}" ]; then
-  eval "$(scripts/servers.sh)"
+  servers=$(scripts/servers.sh) || { log "building the test servers failed (see above)"; exit 1; }
+  eval "$servers"
 fi
 
 if [ -z "${CADDYUPLOAD_BIN:-}" ]; then

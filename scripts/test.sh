@@ -7,7 +7,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-eval "$(scripts/servers.sh)"
+# A server that cannot be built stops the run here, with its build's error
+# (an eval of a failed command substitution would carry on).
+servers=$(scripts/servers.sh) || { echo "test.sh: building the test servers failed (see above)" >&2; exit 1; }
+eval "$servers"
+# The server builds are skipped when cached; this resolves each build target
+# exactly as a first run would, so a change that breaks them fails here.
+scripts/servers.sh --check
 
 echo "== go vet"
 go vet ./...
