@@ -173,8 +173,12 @@ func TestExpiredURLRefused(t *testing.T) {
 	s := newSite(t, realservers.SharedVersityGW(t))
 	s.load(s.caddyfile("url_ttl 1s"))
 	c := s.create("alice", "a.txt", 3, "text/plain")
+	// Positive control: the same kind of URL, used in time, works.
+	if st := s.put(s.create("alice", "b.txt", 3, "text/plain"), []byte("abc"), nil); st != http.StatusOK {
+		t.Fatalf("PUT within the URL's lifetime: %d, want 200", st)
+	}
 	time.Sleep(2500 * time.Millisecond)
-	if st := s.put(c, []byte("abc"), nil); !refused(st) {
+	if st := s.put(c, []byte("abc"), nil); st != http.StatusForbidden {
 		t.Errorf("PUT after expiry: %d, want 403", st)
 	}
 }
@@ -273,8 +277,8 @@ func TestMultipartUpload(t *testing.T) {
 
 		// A part of the wrong length is refused by the storage server.
 		p := signed.Parts[0]
-		if st, err := tryPut(p.URL, p.Headers, body[:5<<20-1]); err == nil && st != http.StatusForbidden {
-			t.Errorf("short part: %d, want 403 (or the connection closed early)", st)
+		if st, err := tryPut(p.URL, p.Headers, body[:5<<20-1]); !refusal(st, err) {
+			t.Errorf("short part: %d %v, want 403 (or the connection closed early)", st, err)
 		}
 		expectError(t, s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil), 409, "not_uploaded")
 		for i, p := range signed.Parts[:2] {

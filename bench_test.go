@@ -100,7 +100,7 @@ func BenchmarkCreate(b *testing.B) {
 // BenchmarkSignParts signs ten parts of a multipart upload per call.
 func BenchmarkSignParts(b *testing.B) {
 	h := benchHandler(b, true)
-	rec := h.newRecord(identity{Subject: "bench-user"}, upload{filename: "big.bin", size: 10 << 30, mimeType: "application/octet-stream", ext: ".bin"}, storage.MethodMultipart)
+	rec := h.newRecord(identity{Subject: "bench-user"}, upload{filename: "big.bin", size: 10 << 30, mimeType: "application/octet-stream", ext: ".bin"}, storage.KindMultipart)
 	rec.Internal.PartSize, rec.Internal.PartCount = partLayout(rec.Size, h.PartSize)
 	rec.Internal.UploadID = "bench-upload-id"
 	if err := h.ledger.Create(context.Background(), rec); err != nil {

@@ -1,30 +1,34 @@
 package caddyupload
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/caddyupload/caddyupload/storage"
 )
 
+// This file is where a completion decides a record's fate: confirmed when
+// storage holds what was declared (and the application accepted it, on a
+// forwarding route), rejected when it does not.
+
 // serveComplete handles POST /{id}/complete.
-func (h *Handler) serveComplete(w http.ResponseWriter, r *http.Request, who identity, id string) error {
+func (h *Handler) serveComplete(c *call) error {
 	var want *completeRequest
-	if r.ContentLength != 0 {
+	if c.r.ContentLength != 0 {
 		want = new(completeRequest)
-		if e := decodeBody(w, r, want); e != nil {
+		if e := decodeBody(c.w, c.r, want); e != nil {
 			return e
 		}
 	}
-	rec, err := h.ownRecord(r, who, id)
+	rec, err := h.ownRecord(c)
 	if err != nil {
 		return err
 	}
-	return h.finish(w, r, rec, want, func(rec *storage.Record) { writeJSON(w, http.StatusOK, rec) })
+	return h.complete(c, rec, want, h.answerRecord(c))
 }
 
 type completeByKeyRequest struct {
@@ -33,98 +37,148 @@ type completeByKeyRequest struct {
 
 // serveCompleteByKey handles POST /complete {"key"}: the confirmation of a
 // single upload made through /s3/params, where the client knows the key.
-func (h *Handler) serveCompleteByKey(w http.ResponseWriter, r *http.Request, who identity, _ string) error {
+func (h *Handler) serveCompleteByKey(c *call) error {
 	var req completeByKeyRequest
-	if e := decodeBody(w, r, &req); e != nil {
+	if e := decodeBody(c.w, c.r, &req); e != nil {
 		return e
 	}
 	if req.Key == nil || *req.Key == "" {
 		return errInvalid("key is required")
 	}
-	rec, err := h.ledger.GetByKey(r.Context(), h.store.ID(), *req.Key)
+	rec, err := h.ledger.GetByKey(c.ctx(), h.store.ID(), *req.Key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errNotFound()
 	}
 	if err != nil {
 		return errLedger(err)
 	}
-	if rec.Internal.Subject != who.Subject {
+	if !h.owns(c.who, rec) {
 		return errNotFound()
 	}
-	return h.finish(w, r, rec, nil, func(rec *storage.Record) { writeJSON(w, http.StatusOK, rec) })
+	return h.complete(c, rec, nil, h.answerRecord(c))
 }
 
-// finish verifies rec's object in storage, hands it to the application
+// complete verifies rec's object in storage, hands it to the application
 // when the route forwards, confirms the record and answers. It is
 // idempotent: a confirmed record is answered as it is.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, rec *storage.Record, want *completeRequest, answer func(*storage.Record)) error {
+func (h *Handler) complete(c *call, rec *storage.Record, want *completeRequest, answer func(*storage.Record)) error {
 	if rec.Status == storage.StatusConfirmed {
 		answer(rec)
 		return nil
 	}
-	info, err := h.verifyStored(r, rec, want)
+	info, err := h.verifyStored(c, rec, want)
+	var rj *rejection
+	if errors.As(err, &rj) {
+		return h.reject(c.ctx(), rec, rj)
+	}
 	if err != nil {
 		return err
 	}
-	if h.Forward != nil {
-		return h.forward(w, r, rec, info)
+	if h.Forward == nil {
+		out, err := h.confirm(c.ctx(), rec, info)
+		if err != nil {
+			return err
+		}
+		answer(out)
+		return nil
 	}
-	out, err := h.confirm(r, rec, info)
+	app, err := h.forward(c, rec, info)
 	if err != nil {
 		return err
 	}
-	answer(out)
-	return nil
+	if app.accepted() {
+		// The application has taken the upload: the confirmation is
+		// written whatever the client does from now on.
+		if _, err := h.confirm(context.WithoutCancel(c.ctx()), rec, info); err != nil {
+			return err
+		}
+	}
+	// The client gets the application's answer, after the confirmation is
+	// durable.
+	return app.send()
+}
+
+// answerRecord answers a completion with the record.
+func (h *Handler) answerRecord(c *call) func(*storage.Record) {
+	return func(rec *storage.Record) { writeJSON(c.w, 200, rec) }
+}
+
+// rejection is a verification failure: the stored object is not what the
+// record declares. The object is deleted and the record rejected.
+type rejection struct {
+	reason string
+	// answer makes the client's error from the reason.
+	answer func(string) *apiError
+}
+
+func (r *rejection) Error() string { return r.reason }
+
+func rejectAs(answer func(string) *apiError, format string, args ...any) *rejection {
+	return &rejection{reason: fmt.Sprintf(format, args...), answer: answer}
 }
 
 // verifyStored checks that rec's object is in storage as declared,
-// assembling a multipart upload first; a mismatch deletes the object and
-// rejects the record.
-func (h *Handler) verifyStored(r *http.Request, rec *storage.Record, want *completeRequest) (storage.ObjectInfo, error) {
+// assembling a multipart upload first. A mismatch is a *rejection.
+func (h *Handler) verifyStored(c *call, rec *storage.Record, want *completeRequest) (storage.ObjectInfo, error) {
 	var info storage.ObjectInfo
 	if e := pendingState(rec, time.Now()); e != nil {
 		return info, e
 	}
-	if rec.Internal.Method == storage.MethodMultipart {
-		if err := h.assemble(r, rec, want); err != nil {
+	if rec.Internal.Kind == storage.KindMultipart {
+		if err := h.assemble(c, rec, want); err != nil {
 			return info, err
 		}
 	}
-	info, err := h.store.Head(r.Context(), rec.Key)
+	info, err := h.store.Head(c.ctx(), rec.Key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return info, errNotUploaded("the object is not in storage yet")
 	}
 	if err != nil {
 		return info, errStorage(err)
 	}
-	if reason := h.mismatch(rec, info); reason != "" {
-		return info, h.reject(r, rec, reason, errVerification)
+	if rj := mismatch(rec, info); rj != nil {
+		return info, rj
 	}
 	return info, nil
 }
 
-// mismatch says how the stored object differs from the record, or "".
-func (h *Handler) mismatch(rec *storage.Record, info storage.ObjectInfo) string {
-	switch {
-	case rec.Size > 0 && info.Size != rec.Size:
-		return fmt.Sprintf("the object has %d bytes, not the declared %d", info.Size, rec.Size)
-	case rec.Size == 0 && (info.Size < 1 || info.Size > rec.Internal.MaxSize):
-		return fmt.Sprintf("the object has %d bytes, outside this route's limits", info.Size)
+// mismatch says how the stored object differs from the record, or nil.
+func mismatch(rec *storage.Record, info storage.ObjectInfo) *rejection {
+	if rec.Size > 0 && info.Size != rec.Size {
+		return rejectAs(errVerification, "the object has %d bytes, not the declared %d", info.Size, rec.Size)
+	}
+	if rec.Size == 0 {
+		if rj := outsideLimits(rec, info.Size, "the object has"); rj != nil {
+			return rj
+		}
 	}
 	if rec.SHA256 != "" && len(info.SHA256) == 32 && hex.EncodeToString(info.SHA256) != rec.SHA256 {
-		return "the object's SHA-256 differs from the declared one"
+		return rejectAs(errVerification, "the object's SHA-256 differs from the declared one")
 	}
 	stored, _ := parseMediaType(info.ContentType)
 	if stored != rec.Type {
-		return fmt.Sprintf("the object's type is %q, not the declared %s", strings.ToValidUTF8(info.ContentType, ""), rec.Type)
+		return rejectAs(errVerification, "the object's type is %q, not the declared %s", strings.ToValidUTF8(info.ContentType, ""), rec.Type)
 	}
-	return ""
+	return nil
 }
 
-// confirm marks rec confirmed; the write is on disk before 200 is sent.
-func (h *Handler) confirm(r *http.Request, rec *storage.Record, info storage.ObjectInfo) (*storage.Record, error) {
+// outsideLimits checks size bytes of an upload created without a size
+// against the limits its record carries: over is 413, under 422.
+func outsideLimits(rec *storage.Record, size int64, what string) *rejection {
+	lo := max(rec.Internal.MinSize, 1)
+	if hi := rec.Internal.MaxSize; hi > 0 && size > hi {
+		return rejectAs(errTooLarge, "%s %d bytes, over this route's limit of %d", what, size, hi)
+	}
+	if size < lo {
+		return rejectAs(errVerification, "%s %d bytes, under this route's minimum of %d", what, size, lo)
+	}
+	return nil
+}
+
+// confirm marks rec confirmed; the write is on disk before it returns.
+func (h *Handler) confirm(ctx context.Context, rec *storage.Record, info storage.ObjectInfo) (*storage.Record, error) {
 	now := time.Now().UTC()
-	out, err := h.ledger.Update(r.Context(), rec.ID, func(cur *storage.Record) error {
+	out, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
 		if cur.Status == storage.StatusConfirmed {
 			return nil
 		}
@@ -149,18 +203,18 @@ func (h *Handler) confirm(r *http.Request, rec *storage.Record, info storage.Obj
 }
 
 // reject deletes rec's object, marks the record rejected and returns the
-// error the client gets (made by mkErr from reason).
-func (h *Handler) reject(r *http.Request, rec *storage.Record, reason string, mkErr func(string) *apiError) error {
-	if err := h.removeObject(r, rec); err != nil {
+// error the client gets.
+func (h *Handler) reject(ctx context.Context, rec *storage.Record, rj *rejection) error {
+	if err := h.removeObject(ctx, rec); err != nil {
 		return errStorage(err)
 	}
 	now := time.Now().UTC()
-	_, err := h.ledger.Update(r.Context(), rec.ID, func(cur *storage.Record) error {
+	_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
 		if cur.Status != storage.StatusPending {
 			return nil
 		}
 		cur.Status = storage.StatusRejected
-		cur.Internal.Reason = reason
+		cur.Internal.Reason = rj.reason
 		cur.Internal.UpdatedAt = now
 		return nil
 	})
@@ -168,5 +222,5 @@ func (h *Handler) reject(r *http.Request, rec *storage.Record, reason string, mk
 		return errLedger(err)
 	}
 	h.notifyWebhook()
-	return mkErr(reason)
+	return rj.answer(rj.reason)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/caddyupload/caddyupload/storage"
 )
@@ -23,7 +24,9 @@ type apiError struct {
 	// presented but refused (RFC 6750 error="invalid_token").
 	Bearer  bool
 	Invalid bool
-	cause   error
+	// Allow lists the methods of the path, for a 405.
+	Allow []string
+	cause error
 }
 
 func (e *apiError) Error() string {
@@ -76,8 +79,8 @@ func errIdentityUnavailable(cause error) *apiError {
 		Message: "the identity provider cannot be reached yet; try again shortly", RetryAfter: 5, cause: cause}
 }
 
-func errMethodNotAllowed() *apiError {
-	return &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this path"}
+func errMethodNotAllowed(allow []string) *apiError {
+	return &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this path", Allow: allow}
 }
 
 // errStorage maps a backend failure: 503 when the server could not be
@@ -131,6 +134,9 @@ func writeError(w http.ResponseWriter, e *apiError) {
 		} else {
 			h.Set("WWW-Authenticate", "Bearer")
 		}
+	}
+	if len(e.Allow) > 0 {
+		h.Set("Allow", strings.Join(e.Allow, ", "))
 	}
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))

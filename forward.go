@@ -2,7 +2,6 @@ package caddyupload
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddyupload/caddyupload/internal/pct"
 	"github.com/caddyupload/caddyupload/storage"
 )
 
@@ -49,8 +49,6 @@ var forwardHeaders = []string{"X-Upload-Id", "X-Upload-Key", "X-Upload-Size", "X
 
 const maxForwardResponse = 1 << 20
 
-type nextKey struct{}
-
 func (f *Forward) provision() error {
 	secret := caddy.NewReplacer().ReplaceAll(f.Secret, "")
 	if len(secret) < 16 {
@@ -61,15 +59,6 @@ func (f *Forward) provision() error {
 	}
 	f.secret = []byte(secret)
 	return nil
-}
-
-// stripUploadHeaders removes client-sent copies of the trusted headers.
-func stripUploadHeaders(h http.Header) {
-	for k := range h {
-		if strings.HasPrefix(k, "X-Upload-") {
-			delete(h, k)
-		}
-	}
 }
 
 // sign returns the signature header value over the given header values.
@@ -90,21 +79,32 @@ type forwardBody struct {
 	Subject string `json:"subject"`
 }
 
-// forward hands the verified upload to the next handler and confirms the
-// record when it answers 2xx; the client then gets the application's
-// answer, which is buffered so that the confirmation is on disk first.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *storage.Record, info storage.ObjectInfo) error {
-	next, _ := r.Context().Value(nextKey{}).(caddyhttp.Handler)
-	if next == nil {
-		return fmt.Errorf("forward: no next handler")
-	}
+// appAnswer is the application's answer to a forwarded completion,
+// buffered so that the confirmation can be made durable before the client
+// sees it.
+type appAnswer struct {
+	rec caddyhttp.ResponseRecorder
+}
+
+// accepted reports whether the application took the upload (2xx).
+func (a appAnswer) accepted() bool {
+	s := a.rec.Status()
+	return s >= 200 && s < 300
+}
+
+// send writes the application's answer to the client.
+func (a appAnswer) send() error { return a.rec.WriteResponse() }
+
+// forward hands the verified upload to the next handler and returns its
+// answer; whether to confirm is complete's decision.
+func (h *Handler) forward(c *call, rec *storage.Record, info storage.ObjectInfo) (appAnswer, error) {
 	view := rec.Clone()
 	view.Size = info.Size
 	body, err := json.Marshal(forwardBody{Record: view, Subject: rec.Internal.Subject})
 	if err != nil {
-		return err
+		return appAnswer{}, err
 	}
-	fr := r.Clone(r.Context())
+	fr := c.r.Clone(c.ctx())
 	fr.Method = http.MethodPost
 	if h.Forward.Path != "" {
 		fr.URL.Path, fr.URL.RawPath, fr.URL.RawQuery = h.Forward.Path, "", ""
@@ -128,43 +128,24 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *storage.R
 	fr.Header.Set("X-Upload-Signature", h.Forward.sign(ts, fr.Header))
 
 	var buf bytes.Buffer
-	rr := caddyhttp.NewResponseRecorder(w, &buf, func(int, http.Header) bool { return true })
-	if err := next.ServeHTTP(rr, fr); err != nil {
-		return &apiError{Status: http.StatusBadGateway, Code: "forward_failed", Message: "the application did not accept the upload", cause: err}
+	rr := caddyhttp.NewResponseRecorder(c.w, &buf, func(int, http.Header) bool { return true })
+	if err := c.next.ServeHTTP(rr, fr); err != nil {
+		return appAnswer{}, &apiError{Status: http.StatusBadGateway, Code: "forward_failed", Message: "the application did not accept the upload", cause: err}
+	}
+	if rr.Status() == 0 {
+		// Nothing after the upload handler answered: Caddy would send an
+		// empty 200 that confirms nothing.
+		return appAnswer{}, &apiError{Status: http.StatusBadGateway, Code: "forward_failed", Message: "no application answered the completion",
+			cause: fmt.Errorf("forward: no handler after upload answered; put reverse_proxy (or another handler) after upload in the route")}
 	}
 	if buf.Len() > maxForwardResponse {
-		return &apiError{Status: http.StatusBadGateway, Code: "forward_failed", Message: "the application's answer is too large"}
+		return appAnswer{}, &apiError{Status: http.StatusBadGateway, Code: "forward_failed", Message: "the application's answer is too large"}
 	}
-	status := rr.Status()
-	if status >= 200 && status < 300 {
-		if _, err := h.confirm(r, rec, info); err != nil {
-			return err
-		}
-	}
-	// The recorder buffered the whole answer; send it now, after the
-	// confirmation (if any) is durable.
-	return rr.WriteResponse()
+	return appAnswer{rec: rr}, nil
 }
 
-// withNext carries the next handler to forward().
-func withNext(r *http.Request, next caddyhttp.Handler) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), nextKey{}, next))
-}
+// rfc8187Chars are RFC 8187's attr-char: what an ext-value keeps as is.
+var rfc8187Chars = pct.Alnum("!#$&+-.^_`|~")
 
 // encodeRFC8187 encodes s as an RFC 8187 ext-value: UTF-8”pct-encoded.
-func encodeRFC8187(s string) string {
-	const hexd = "0123456789ABCDEF"
-	var b strings.Builder
-	b.WriteString("UTF-8''")
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hexd[c>>4])
-		b.WriteByte(hexd[c&15])
-	}
-	return b.String()
-}
+func encodeRFC8187(s string) string { return "UTF-8''" + rfc8187Chars.Escape(s) }

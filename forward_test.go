@@ -98,3 +98,33 @@ func TestEncodeRFC8187(t *testing.T) {
 		}
 	}
 }
+
+// A forwarding route with nothing after it must not tell the client its
+// upload was taken: 502, and the record stays pending.
+func TestForwardWithoutApplication(t *testing.T) {
+	app := realservers.StartExampleApp(t, 0, filepath.Join(t.TempDir(), "state.json"), appSecret)
+	t.Setenv("CU_TEST_APP_SECRET", appSecret)
+	s := newSite(t, realservers.SharedVersityGW(t))
+	s.load(s.caddyfile("forward /uploads/confirmed {\n secret {env.CU_TEST_APP_SECRET}\n }"))
+	c := s.create("alice", "a.txt", 3, "text/plain")
+	if st := s.put(c, []byte("abc"), nil); st != 200 {
+		t.Fatalf("PUT: %d", st)
+	}
+	expectError(t, s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil), 502, "forward_failed")
+	var rec record
+	s.call("alice", "GET", "/"+c.ID, nil, &rec)
+	if rec.Status != "pending" {
+		t.Fatalf("record after a completion nobody took: %s", rec.Status)
+	}
+
+	// Positive control: the same route with the application after it
+	// confirms the same upload.
+	s.load(s.caddyfileWith("forward /uploads/confirmed {\n secret {env.CU_TEST_APP_SECRET}\n }", "reverse_proxy "+app.URL))
+	if resp := s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("complete with the application: %d", resp.StatusCode)
+	}
+	s.call("alice", "GET", "/"+c.ID, nil, &rec)
+	if rec.Status != "confirmed" {
+		t.Fatalf("record after the application took it: %s", rec.Status)
+	}
+}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -268,16 +271,30 @@ func (s *testSite) put(c created, body []byte, override map[string]string) int {
 		}
 	}
 	st, err := tryPut(c.URL, headers, body)
-	if err != nil {
-		s.t.Logf("PUT: %v", err)
-		return 0
+	if err != nil && !refusal(0, err) {
+		s.t.Fatalf("PUT could not reach storage: %v", err)
 	}
 	return st
 }
 
-// refused reports whether a storage answer is a refusal: 403, or the
-// connection closed early.
+// refused reports whether a storage answer from put is a refusal: 403, or
+// 0 for a connection the server closed on a body it would not take.
 func refused(status int) bool { return status == http.StatusForbidden || status == 0 }
+
+// refusal reports whether a PUT's outcome is the storage server refusing
+// it: a 403, or the server closing the connection on the body. A failure to
+// connect is never a refusal, so a server that is down cannot pass for one
+// that said no.
+func refusal(status int, err error) bool {
+	if err == nil {
+		return status == http.StatusForbidden
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
 
 // expectError asserts status and error code of resp's JSON body.
 func expectError(t *testing.T, resp *http.Response, status int, code string) {

@@ -1,11 +1,15 @@
 package caddyupload
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/caddyupload/caddyupload/internal/pct"
 )
 
 // keyTemplate is a parsed `key` setting: literal text and placeholders.
@@ -157,33 +161,30 @@ const maxKeyValueLen = 64
 
 // escapeKeyValue makes a caller-derived value safe as part of one path
 // segment: ASCII letters, digits, '-', '_' and non-leading '.' stay; every
-// other byte becomes %XX. The value is cut to 64 bytes first (at a rune
-// boundary); an empty value becomes "_".
+// other byte becomes %XX. An empty value becomes "_". A value longer than
+// 64 bytes keeps its first 48 (at a rune boundary) followed by '~' and 16
+// hex digits of its SHA-256, so that two long values never share a key
+// prefix; '~' is escaped everywhere else, so no short value looks like that.
 func escapeKeyValue(s string) string {
+	if s == "" {
+		return "_"
+	}
+	suffix := ""
 	if len(s) > maxKeyValueLen {
-		cut := maxKeyValueLen
+		sum := sha256.Sum256([]byte(s))
+		suffix = "~" + hex.EncodeToString(sum[:8])
+		cut := maxKeyValueLen - 16
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
 		s = s[:cut]
 	}
-	if s == "" {
-		return "_"
+	// A leading dot would make a hidden file or a "." / ".." segment.
+	if s[0] == '.' {
+		return "%2E" + keyValueChars.Escape(s[1:]) + suffix
 	}
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-			b.WriteByte(c)
-		case c == '.' && i > 0:
-			b.WriteByte(c)
-		default:
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-		}
-	}
-	return b.String()
+	return keyValueChars.Escape(s) + suffix
 }
+
+// keyValueChars are the bytes a caller's value keeps in a key.
+var keyValueChars = pct.Alnum("-_.")

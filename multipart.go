@@ -24,11 +24,11 @@ func partLayout(size, partSize int64) (int64, int32) {
 }
 
 // createMultipart starts the storage server's multipart upload for rec.
-func (h *Handler) createMultipart(r *http.Request, rec *storage.Record) error {
+func (h *Handler) createMultipart(c *call, rec *storage.Record) error {
 	if rec.Size > 0 {
 		rec.Internal.PartSize, rec.Internal.PartCount = partLayout(rec.Size, h.PartSize)
 	}
-	uploadID, err := h.store.CreateMultipart(r.Context(), rec.Key, rec.Type)
+	uploadID, err := h.store.CreateMultipart(c.ctx(), rec.Key, rec.Type)
 	if err != nil {
 		return errStorage(err)
 	}
@@ -64,33 +64,33 @@ type signPartsResponse struct {
 }
 
 // serveSignParts handles POST /{id}/parts.
-func (h *Handler) serveSignParts(w http.ResponseWriter, r *http.Request, who identity, id string) error {
+func (h *Handler) serveSignParts(c *call) error {
 	var req signPartsRequest
-	if e := decodeBody(w, r, &req); e != nil {
+	if e := decodeBody(c.w, c.r, &req); e != nil {
 		return e
 	}
 	if len(req.Numbers) == 0 || len(req.Numbers) > maxPartsPerSignCall {
 		return errInvalid(fmt.Sprintf("numbers must list 1 to %d part numbers", maxPartsPerSignCall))
 	}
-	rec, e := h.pendingMultipart(r, who, id)
-	if e != nil {
-		return e
+	rec, err := h.pendingMultipart(c)
+	if err != nil {
+		return err
 	}
 	resp := signPartsResponse{Parts: make([]signedPart, 0, len(req.Numbers))}
 	for _, n := range req.Numbers {
-		sp, err := h.signPart(r, rec, n)
+		sp, err := h.signPart(c, rec, n)
 		if err != nil {
 			return err
 		}
 		resp.Parts = append(resp.Parts, signedPart{Number: n, URL: sp.URL, Headers: sp.Headers})
 		resp.ExpiresAt = sp.Expires
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(c.w, http.StatusOK, resp)
 	return nil
 }
 
 // signPart presigns part n of rec, refusing numbers outside the upload.
-func (h *Handler) signPart(r *http.Request, rec *storage.Record, n int32) (storage.SignedRequest, error) {
+func (h *Handler) signPart(c *call, rec *storage.Record, n int32) (storage.SignedRequest, error) {
 	last := rec.Internal.PartCount
 	if last == 0 {
 		last = maxParts
@@ -98,9 +98,9 @@ func (h *Handler) signPart(r *http.Request, rec *storage.Record, n int32) (stora
 	if n < 1 || n > last {
 		return storage.SignedRequest{}, errInvalid(fmt.Sprintf("part numbers must be between 1 and %d", last))
 	}
-	sr, err := h.store.PresignPart(r.Context(), storage.PartInput{
+	sr, err := h.store.PresignPart(c.ctx(), storage.PartInput{
 		Key: rec.Key, UploadID: rec.Internal.UploadID, Number: n, Size: partSize(rec, n), TTL: time.Duration(h.URLTTL),
-	}, h.origin(r))
+	}, h.origin(c.r))
 	if err != nil {
 		return sr, errStorage(err)
 	}
@@ -109,18 +109,26 @@ func (h *Handler) signPart(r *http.Request, rec *storage.Record, n int32) (stora
 
 // pendingMultipart loads the caller's multipart record that may still
 // receive parts.
-func (h *Handler) pendingMultipart(r *http.Request, who identity, id string) (*storage.Record, error) {
-	rec, err := h.ownRecord(r, who, id)
+func (h *Handler) pendingMultipart(c *call) (*storage.Record, error) {
+	rec, err := h.ownRecord(c)
 	if err != nil {
 		return nil, err
 	}
-	if rec.Internal.Method != storage.MethodMultipart {
-		return nil, errInvalid("this upload is not multipart")
-	}
-	if e := pendingState(rec, time.Now()); e != nil {
-		return nil, e
+	if err := receivingParts(rec); err != nil {
+		return nil, err
 	}
 	return rec, nil
+}
+
+// receivingParts refuses records that take no parts (any more).
+func receivingParts(rec *storage.Record) error {
+	if rec.Internal.Kind != storage.KindMultipart {
+		return errInvalid("this upload is not multipart")
+	}
+	if e := pendingState(rec, time.Now()); e != nil {
+		return e
+	}
+	return nil
 }
 
 type listPartsResponse struct {
@@ -128,22 +136,22 @@ type listPartsResponse struct {
 }
 
 // serveListParts handles GET /{id}/parts: what storage holds, to resume.
-func (h *Handler) serveListParts(w http.ResponseWriter, r *http.Request, who identity, id string) error {
-	rec, err := h.pendingMultipart(r, who, id)
+func (h *Handler) serveListParts(c *call) error {
+	rec, err := h.pendingMultipart(c)
 	if err != nil {
 		return err
 	}
-	parts, err := h.storedParts(r, rec)
+	parts, err := h.storedParts(c, rec)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, listPartsResponse{Parts: parts})
+	writeJSON(c.w, http.StatusOK, listPartsResponse{Parts: parts})
 	return nil
 }
 
 // storedParts lists the parts storage holds of rec's multipart upload.
-func (h *Handler) storedParts(r *http.Request, rec *storage.Record) ([]storage.Part, error) {
-	parts, err := h.store.ListParts(r.Context(), rec.Key, rec.Internal.UploadID)
+func (h *Handler) storedParts(c *call, rec *storage.Record) ([]storage.Part, error) {
+	parts, err := h.store.ListParts(c.ctx(), rec.Key, rec.Internal.UploadID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errExpired("the multipart upload no longer exists")
 	}
@@ -167,9 +175,10 @@ type partETag struct {
 
 // assemble completes rec's multipart upload in storage from the stored
 // parts, checked against the client's list when it sent one. It succeeds
-// when the upload was completed before (a retry after a crash).
-func (h *Handler) assemble(r *http.Request, rec *storage.Record, want *completeRequest) error {
-	ctx := r.Context()
+// when the upload was completed before (a retry after a crash). Parts that
+// break the record's layout or size limits are a *rejection.
+func (h *Handler) assemble(c *call, rec *storage.Record, want *completeRequest) error {
+	ctx := c.ctx()
 	stored, err := h.store.ListParts(ctx, rec.Key, rec.Internal.UploadID)
 	if errors.Is(err, storage.ErrNotFound) {
 		// Completed by an earlier call whose confirmation was not recorded;
@@ -217,12 +226,14 @@ func (h *Handler) assemble(r *http.Request, rec *storage.Record, want *completeR
 		}
 		for _, p := range parts {
 			if p.Size != partSize(rec, p.Number) {
-				return h.reject(r, rec, fmt.Sprintf("part %d has %d bytes, not %d", p.Number, p.Size, partSize(rec, p.Number)), errVerification)
+				return rejectAs(errVerification, "part %d has %d bytes, not %d", p.Number, p.Size, partSize(rec, p.Number))
 			}
 		}
 	}
-	if limit := rec.Internal.MaxSize; limit > 0 && total > limit {
-		return h.reject(r, rec, fmt.Sprintf("the parts hold %d bytes, over the limit of %d", total, limit), errTooLarge)
+	if rec.Size == 0 {
+		if rj := outsideLimits(rec, total, "the parts hold"); rj != nil {
+			return rj
+		}
 	}
 	if err := h.store.CompleteMultipart(ctx, rec.Key, rec.Internal.UploadID, parts); err != nil {
 		if errors.Is(err, storage.ErrInvalidPart) {

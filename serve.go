@@ -1,6 +1,7 @@
 package caddyupload
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -9,109 +10,56 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// operation is one API call, found from the method and path alone so that
-// unknown paths and methods are answered before any authentication work.
-type operation struct {
-	name string
-	id   string
-	// readOnly operations may be authenticated by a cookie from another
-	// site; every other one must come from the same site.
-	readOnly bool
-	serve    func(h *Handler, w http.ResponseWriter, r *http.Request, who identity, id string) error
+// call is one API request on its way through the handler: everything an
+// operation needs, passed explicitly.
+type call struct {
+	w   http.ResponseWriter
+	r   *http.Request
+	who identity
+	// id is the upload id named in the path, if any (syntax checked only).
+	id string
+	// next is the handler after this one: the application a forwarding
+	// route hands completions to.
+	next caddyhttp.Handler
 }
 
-// route maps a request to its operation; paths are relative to the
-// prefix the handler is mounted under.
-func route(r *http.Request) (operation, *apiError) {
-	path := strings.Trim(r.URL.Path, "/")
-	var seg []string
-	if path != "" {
-		seg = strings.Split(path, "/")
-	}
-	allow := func(methods ...string) (string, bool) {
-		for _, m := range methods {
-			if r.Method == m {
-				return m, true
-			}
-		}
-		return strings.Join(methods, ", "), false
-	}
-	switch {
-	case len(seg) == 0:
-		if _, ok := allow(http.MethodPost); ok {
-			return operation{name: "create", serve: (*Handler).serveCreate}, nil
-		}
-	case len(seg) == 1 && seg[0] == "complete":
-		if _, ok := allow(http.MethodPost); ok {
-			return operation{name: "complete_by_key", serve: (*Handler).serveCompleteByKey}, nil
-		}
-	case len(seg) >= 1 && seg[0] == "s3":
-		return routeCompanion(r, seg[1:])
-	case !validID(seg[0]):
-		return operation{}, errNotFound()
-	case len(seg) == 1:
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			return operation{name: "get", id: seg[0], readOnly: true, serve: (*Handler).serveGet}, nil
-		case http.MethodDelete:
-			return operation{name: "abort", id: seg[0], serve: (*Handler).serveAbort}, nil
-		}
-	case len(seg) == 2 && seg[1] == "complete":
-		if _, ok := allow(http.MethodPost); ok {
-			return operation{name: "complete", id: seg[0], serve: (*Handler).serveComplete}, nil
-		}
-	case len(seg) == 2 && seg[1] == "parts":
-		switch r.Method {
-		case http.MethodGet:
-			return operation{name: "list_parts", id: seg[0], readOnly: true, serve: (*Handler).serveListParts}, nil
-		case http.MethodPost:
-			return operation{name: "sign_parts", id: seg[0], serve: (*Handler).serveSignParts}, nil
-		}
-	case len(seg) == 2 && seg[1] == "download":
-		if r.Method == http.MethodGet {
-			return operation{name: "download", id: seg[0], readOnly: true, serve: (*Handler).serveDownload}, nil
-		}
-	default:
-		return operation{}, errNotFound()
-	}
-	return operation{}, errMethodNotAllowed()
-}
+func (c *call) ctx() context.Context { return c.r.Context() }
 
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
+// ServeHTTP implements caddyhttp.MiddlewareHandler: it finds the operation
+// from the method and path alone (so unknown paths and methods are answered
+// before any authentication work), authenticates the caller, applies the
+// cross-site rule and runs the operation.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if r.URL.Path == "/client.js" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		serveClientJS(w, r)
 		return nil
 	}
 	stripUploadHeaders(r.Header)
-	if h.Forward != nil {
-		r = withNext(r, next)
-	}
-	op, aerr := route(r)
+	op, id, aerr := route(r)
 	if aerr == nil {
-		var who identity
+		c := &call{w: w, r: r, id: id, next: next}
 		// With the public download policy, anyone holding the id may
 		// download: no credentials needed.
 		if op.name != "download" || h.Download != "public" {
-			who, aerr = h.auth.authenticate(r)
+			c.who, aerr = h.auth.authenticate(r)
 		}
-		if aerr == nil && who.FromCookie && !op.readOnly && crossSite(r) {
+		if aerr == nil && c.who.FromCookie && !op.readOnly && crossSite(r) {
 			aerr = errForbidden("a cookie-authenticated request must come from the same site")
 		}
 		if aerr == nil {
-			err := op.serve(h, w, r, who, op.id)
+			err := op.serve(h, c)
 			if err == nil {
 				return nil
 			}
 			aerr = asAPIError(err)
 		}
 	}
-	h.logError(r, op.name, aerr)
+	h.logError(op.name, aerr)
 	writeError(w, aerr)
 	return nil
 }
 
-func (h *Handler) logError(r *http.Request, op string, e *apiError) {
+func (h *Handler) logError(op string, e *apiError) {
 	level := zapcore.DebugLevel
 	if e.Status >= 500 {
 		level = zapcore.ErrorLevel
@@ -122,5 +70,15 @@ func (h *Handler) logError(r *http.Request, op string, e *apiError) {
 			fields = append(fields, zap.Error(e.cause))
 		}
 		ce.Write(fields...)
+	}
+}
+
+// stripUploadHeaders removes client-sent copies of the trusted headers
+// that a forwarding route sets for the application.
+func stripUploadHeaders(h http.Header) {
+	for k := range h {
+		if strings.HasPrefix(k, "X-Upload-") {
+			delete(h, k)
+		}
 	}
 }

@@ -16,11 +16,11 @@ const (
 	StatusRejected  Status = "rejected"
 )
 
-// Upload methods a record can be created with.
+// Kinds of upload a record can be: how its bytes reach storage.
 const (
-	MethodPut       = "PUT"
-	MethodPost      = "POST"
-	MethodMultipart = "MULTIPART"
+	KindPut       = "PUT"       // one presigned PUT
+	KindPost      = "POST"      // one POST policy form
+	KindMultipart = "MULTIPART" // a multipart upload, parts signed on demand
 )
 
 // Record is one upload as the ledger keeps it. Fields tagged "-" in JSON
@@ -49,10 +49,13 @@ type RecordInternal struct {
 	// store only ever touches its own records.
 	Store string `json:"store"`
 	// Route names the upload route that created the record.
-	Route  string `json:"route,omitempty"`
-	Method string `json:"method"`
-	// MaxSize is the policy limit when Size is not known at creation
-	// (POST policy and Uppy multipart uploads); 0 otherwise.
+	Route string `json:"route,omitempty"`
+	// Kind is how the bytes reach storage: KindPut, KindPost or
+	// KindMultipart (stored as "method" by earlier versions, kept so).
+	Kind string `json:"method"`
+	// MinSize and MaxSize are the policy's limits when Size is not known
+	// at creation (POST policy and Uppy multipart uploads); 0 otherwise.
+	MinSize int64 `json:"min_size,omitempty"`
 	MaxSize int64 `json:"max_size,omitempty"`
 	// UploadID is the storage server's multipart upload id.
 	UploadID  string `json:"upload_id,omitempty"`

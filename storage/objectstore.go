@@ -138,6 +138,15 @@ type ObjectStore interface {
 	ListMultipartUploads(ctx context.Context, prefix string) ([]MultipartUpload, error)
 }
 
+// SiteServed is an optional capability of an ObjectStore that clients reach
+// through the site serving the upload API (an embedded server proxied by
+// Caddy): its presigned URLs must carry the origin the browser used.
+type SiteServed interface {
+	ObjectStore
+	// ServedBySite reports whether presigned URLs use the request's origin.
+	ServedBySite() bool
+}
+
 // Origin is the scheme and host the client reaches object storage through,
 // when that depends on the request (an embedded server routed through the
 // site that serves the API). The zero value means the store's own endpoint.

@@ -88,7 +88,7 @@ func openTest(t *testing.T, path string, opts Options) *Ledger {
 func testRecord(id, key string) *storage.Record {
 	return &storage.Record{
 		ID: id, Key: key, Status: storage.StatusPending, CreatedAt: time.Unix(1_900_000_000, 0),
-		Internal: storage.RecordInternal{Store: "s3:test", Method: storage.MethodPut, ExpiresAt: time.Unix(1_900_003_600, 0)},
+		Internal: storage.RecordInternal{Store: "s3:test", Kind: storage.KindPut, ExpiresAt: time.Unix(1_900_003_600, 0)},
 	}
 }
 

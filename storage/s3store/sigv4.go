@@ -51,18 +51,18 @@ func (s *Store) presignURL(in *sigInput, t time.Time, accessKey, secret, token s
 	// query, to which the signature is appended.
 	q := (*bp)[:0]
 	q = append(q, "X-Amz-Algorithm="+sigAlgorithm+"&X-Amz-Credential="...)
-	q = appendQueryEscaped(q, accessKey)
+	q = queryChars.Append(q, accessKey)
 	q = append(q, "%2F"...)
 	q = append(q, day...)
 	q = append(q, "%2F"...)
-	q = appendQueryEscaped(q, s.region)
+	q = queryChars.Append(q, s.region)
 	q = append(q, "%2Fs3%2Faws4_request&X-Amz-Date="...)
 	q = append(q, date...)
 	q = append(q, "&X-Amz-Expires="...)
 	q = strconv.AppendInt(q, int64(in.ttl/time.Second), 10)
 	if token != "" {
 		q = append(q, "&X-Amz-Security-Token="...)
-		q = appendQueryEscaped(q, token)
+		q = queryChars.Append(q, token)
 	}
 	q = append(q, "&X-Amz-SignedHeaders="...)
 	q = appendSignedHeaders(q, in, "%3B")
@@ -72,15 +72,15 @@ func (s *Store) presignURL(in *sigInput, t time.Time, accessKey, secret, token s
 	}
 	if in.respDisp != "" {
 		q = append(q, "&response-content-disposition="...)
-		q = appendQueryEscaped(q, in.respDisp)
+		q = queryChars.Append(q, in.respDisp)
 	}
 	if in.respType != "" {
 		q = append(q, "&response-content-type="...)
-		q = appendQueryEscaped(q, in.respType)
+		q = queryChars.Append(q, in.respType)
 	}
 	if in.partNumber > 0 {
 		q = append(q, "&uploadId="...)
-		q = appendQueryEscaped(q, in.uploadID)
+		q = queryChars.Append(q, in.uploadID)
 	}
 	qEnd := len(q)
 
@@ -91,7 +91,7 @@ func (s *Store) presignURL(in *sigInput, t time.Time, accessKey, secret, token s
 	q = append(q, in.t.host...)
 	q = append(q, in.t.bucketPath...)
 	q = append(q, '/')
-	q = appendKeyEscaped(q, in.key)
+	q = keyChars.Append(q, in.key)
 	opaqueEnd := len(q)
 	uri := uriPath(q[opaque:opaqueEnd])
 
@@ -184,35 +184,6 @@ func appendSignedHeaders(b []byte, in *sigInput, sep string) []byte {
 	if in.checksum != "" {
 		b = append(b, sep...)
 		b = append(b, "x-amz-checksum-sha256"...)
-	}
-	return b
-}
-
-// appendQueryEscaped appends s as SigV4 canonical query encoding: every byte
-// but the unreserved characters becomes %XX, a space included.
-func appendQueryEscaped(b []byte, s string) []byte {
-	const hexDigits = "0123456789ABCDEF"
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '/' && unreserved(c) {
-			b = append(b, c)
-			continue
-		}
-		b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
-	}
-	return b
-}
-
-// appendKeyEscaped appends escapeKey(key) without the intermediate string.
-func appendKeyEscaped(b []byte, key string) []byte {
-	const hexDigits = "0123456789ABCDEF"
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if unreserved(c) {
-			b = append(b, c)
-			continue
-		}
-		b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
 	}
 	return b
 }

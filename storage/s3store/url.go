@@ -5,42 +5,20 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/caddyupload/caddyupload/internal/pct"
 	"github.com/caddyupload/caddyupload/storage"
 )
 
-// escapeKey encodes a key for the URL path as S3 canonicalizes it: every
-// byte except the unreserved characters and '/' becomes %XX (upper-case).
-// The signer is told not to escape again, since S3 does not double-encode.
-func escapeKey(key string) string {
-	const hex = "0123456789ABCDEF"
-	n := 0
-	for i := 0; i < len(key); i++ {
-		if !unreserved(key[i]) {
-			n++
-		}
-	}
-	if n == 0 {
-		return key
-	}
-	var b strings.Builder
-	b.Grow(len(key) + 2*n)
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if unreserved(c) {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}
+// keyChars and queryChars are what SigV4 leaves unencoded in a key's path
+// and in a query value: S3 canonicalizes every other byte to %XX.
+var (
+	keyChars   = pct.Unreserved("/")
+	queryChars = pct.Unreserved("")
+)
 
-func unreserved(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '_' || c == '.' || c == '~' || c == '/'
-}
+// escapeKey encodes a key for the URL path as S3 canonicalizes it. The
+// signer is told not to escape again, since S3 does not double-encode.
+func escapeKey(key string) string { return keyChars.Escape(key) }
 
 // checkKey refuses keys a browser or proxy would rewrite before the request
 // reaches the server ("." and ".." segments are normalized away by URL

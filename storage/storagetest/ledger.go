@@ -104,7 +104,7 @@ func ledgerRecord(id, store, key string, expires time.Time) *storage.Record {
 			Subject:   "user|" + id,
 			Store:     store,
 			Route:     "avatars",
-			Method:    storage.MethodMultipart,
+			Kind:      storage.KindMultipart,
 			MaxSize:   5 << 20,
 			UploadID:  "upload-" + id,
 			PartSize:  8 << 20,
@@ -170,11 +170,11 @@ func ledgerTestCreateGet(t *testing.T, h *ledgerHarness) {
 	confirmed.ConfirmedAt = &at
 	confirmed.CreatedAt = confirmed.CreatedAt.In(zone)
 	confirmed.Internal.Reason = "size mismatch"
-	confirmed.Internal.Method = storage.MethodPut
+	confirmed.Internal.Kind = storage.KindPut
 
 	minimal := &storage.Record{
 		ID: "rt-minimal", Key: "m", Status: storage.StatusPending, CreatedAt: ledgerBase,
-		Internal: storage.RecordInternal{Store: "s3:b", Method: storage.MethodPost, ExpiresAt: ledgerAt(time.Second)},
+		Internal: storage.RecordInternal{Store: "s3:b", Kind: storage.KindPost, ExpiresAt: ledgerAt(time.Second)},
 	}
 
 	h.create(pending, confirmed, minimal)
