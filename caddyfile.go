@@ -51,6 +51,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        disable_header
 //	        require        <claim> <value...>
 //	    }
+//	    subject              <placeholder>
+//	    trusted_origins      <origin...>
 //	    max_size             <size>
 //	    min_size             <size>
 //	    types                <type...>
@@ -110,6 +112,13 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "oidc":
 			u.OIDC = new(OIDC)
 			err = u.OIDC.unmarshalCaddyfile(d)
+		case "subject":
+			err = oneArg(d, &u.Subject)
+		case "trusted_origins":
+			u.TrustedOrigins = append(u.TrustedOrigins, d.RemainingArgs()...)
+			if len(u.TrustedOrigins) == 0 {
+				return d.ArgErr()
+			}
 		case "max_size":
 			err = sizeArg(d, &u.MaxSize)
 		case "min_size":

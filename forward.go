@@ -29,9 +29,10 @@ import (
 //
 // Headers: X-Upload-Id, X-Upload-Key, X-Upload-Size, X-Upload-Type,
 // X-Upload-Sha256, X-Upload-Subject, X-Upload-Filename (RFC 8187:
-// UTF-8”percent-encoded), X-Upload-Timestamp (Unix seconds) and
+// UTF-8”percent-encoded), X-Upload-Body-Sha256 (hex SHA-256 of the JSON
+// body, which carries the metadata), X-Upload-Timestamp (Unix seconds) and
 // X-Upload-Signature: "v1=" + hex(HMAC-SHA256(secret, canonical)), where
-// canonical is the timestamp and the seven values above, in that order,
+// canonical is the timestamp and the eight values above, in that order,
 // joined by "\n". Copies of any X-Upload-* header a client sends are
 // removed before the request goes on.
 type Forward struct {
@@ -45,7 +46,7 @@ type Forward struct {
 }
 
 // forwardHeaders is the order the signature covers.
-var forwardHeaders = []string{"X-Upload-Id", "X-Upload-Key", "X-Upload-Size", "X-Upload-Type", "X-Upload-Sha256", "X-Upload-Subject", "X-Upload-Filename"}
+var forwardHeaders = []string{"X-Upload-Id", "X-Upload-Key", "X-Upload-Size", "X-Upload-Type", "X-Upload-Sha256", "X-Upload-Subject", "X-Upload-Filename", "X-Upload-Body-Sha256"}
 
 const maxForwardResponse = 1 << 20
 
@@ -123,6 +124,8 @@ func (h *Handler) forward(c *call, rec *storage.Record, info storage.ObjectInfo)
 	fr.Header.Set("X-Upload-Sha256", rec.SHA256)
 	fr.Header.Set("X-Upload-Subject", rec.Internal.Subject)
 	fr.Header.Set("X-Upload-Filename", encodeRFC8187(rec.Filename))
+	bodySum := sha256.Sum256(body)
+	fr.Header.Set("X-Upload-Body-Sha256", hex.EncodeToString(bodySum[:]))
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	fr.Header.Set("X-Upload-Timestamp", ts)
 	fr.Header.Set("X-Upload-Signature", h.Forward.sign(ts, fr.Header))

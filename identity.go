@@ -3,27 +3,37 @@ package caddyupload
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
-	"golang.org/x/net/publicsuffix"
 
 	"github.com/caddyupload/caddyupload/internal/oidcauth"
 )
 
+// defaultSubject is the placeholder Caddy's authentication handlers
+// (basic_auth and friends) set for the authenticated user.
+const defaultSubject = "{http.auth.user.id}"
+
 // identity is the authenticated caller of one request.
 type identity struct {
+	// Subject is the caller as its source names it: what {user} in key
+	// templates and X-Upload-Subject show.
 	Subject string
+	// Source names where Subject comes from ("oidc <issuer>", or the Caddy
+	// placeholder that carried it): the same subject from two sources is
+	// two callers.
+	Source string
 	// Claims are the token's claims (OIDC), or the values of the
 	// http.auth.user.* placeholders the key template asks for.
 	Claims map[string]any
-	// FromCookie marks a token taken from a cookie, which authenticates
-	// same-site requests only.
-	FromCookie bool
+	// Ambient marks a credential the browser sends on its own (a cookie of
+	// any kind, cached basic auth): it authenticates same-origin requests
+	// only for anything that changes state. Only a bearer token in the
+	// Authorization header is not ambient.
+	Ambient bool
 }
 
 // authenticator finds the caller of a request.
@@ -32,9 +42,23 @@ type authenticator interface {
 	release()
 }
 
+// checkSubject refuses subjects that could not travel in a header or a log
+// line intact.
+func checkSubject(sub string) *apiError {
+	for _, r := range sub {
+		if unicode.IsControl(r) {
+			return errForbidden("the caller's identity contains a control character")
+		}
+	}
+	return nil
+}
+
 // caddyAuth takes the subject from Caddy's own authentication, e.g. a
-// basic_auth or any other authentication handler placed before upload.
+// basic_auth or any other authentication handler placed before upload,
+// through a placeholder.
 type caddyAuth struct {
+	// subject is the placeholder that names the caller.
+	subject    string
 	claimNames []string
 }
 
@@ -43,11 +67,15 @@ func (a caddyAuth) authenticate(r *http.Request) (identity, *apiError) {
 	if repl == nil {
 		return identity{}, errUnauthenticated("authentication required", false)
 	}
-	sub, _ := repl.GetString("http.auth.user.id")
+	sub := repl.ReplaceKnown(a.subject, "")
 	if sub == "" {
 		return identity{}, errUnauthenticated("authentication required", false)
 	}
-	id := identity{Subject: sub}
+	if e := checkSubject(sub); e != nil {
+		return identity{}, e
+	}
+	// Whatever Caddy authenticated, the browser may have sent on its own.
+	id := identity{Subject: sub, Source: a.subject, Ambient: true}
 	if len(a.claimNames) > 0 {
 		id.Claims = make(map[string]any, len(a.claimNames))
 		for _, n := range a.claimNames {
@@ -65,6 +93,7 @@ func (caddyAuth) release() {}
 type oidcAuth struct {
 	verifier *oidcauth.Verifier
 	free     func()
+	source   string
 	cookie   string
 	noHeader bool
 	require  []oidcauth.Requirement
@@ -97,7 +126,10 @@ func (a *oidcAuth) authenticate(r *http.Request) (identity, *apiError) {
 	if err := oidcauth.CheckRequirements(who.Claims, a.require); err != nil {
 		return identity{}, errForbidden("the token does not meet this route's requirements")
 	}
-	return identity{Subject: who.Subject, Claims: who.Claims, FromCookie: fromCookie}, nil
+	if e := checkSubject(who.Subject); e != nil {
+		return identity{}, e
+	}
+	return identity{Subject: who.Subject, Source: a.source, Claims: who.Claims, Ambient: fromCookie}, nil
 }
 
 // token returns the bearer token of r and whether it came from the cookie.
@@ -113,44 +145,4 @@ func (a *oidcAuth) token(r *http.Request) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// crossSite reports whether r comes from another site, by the Fetch
-// Metadata header or, for browsers without it, the Origin header. Cookies
-// are sent on cross-site requests, so a cookie-authenticated request that
-// changes state must come from the same site (CSRF).
-func crossSite(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "cross-site":
-		return true
-	case "same-origin", "same-site", "none":
-		return false
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return false
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return true // "null" or garbage: an opaque origin is another site
-	}
-	return site(u.Hostname()) != site(hostOnly(r.Host))
-}
-
-func hostOnly(hostport string) string {
-	u := url.URL{Host: hostport}
-	return u.Hostname()
-}
-
-// site is the registrable domain of host (eTLD+1); hosts without one
-// (localhost, IP addresses) are their own site.
-func site(host string) string {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if net.ParseIP(host) != nil {
-		return host
-	}
-	if s, err := publicsuffix.EffectiveTLDPlusOne(host); err == nil {
-		return s
-	}
-	return host
 }

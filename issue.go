@@ -127,6 +127,7 @@ func (h *Handler) newRecord(who identity, up upload, kind string) *storage.Recor
 		CreatedAt: now,
 		Internal: storage.RecordInternal{
 			Subject:   who.Subject,
+			Source:    who.Source,
 			Store:     h.store.ID(),
 			Route:     h.Name,
 			Kind:      kind,
@@ -139,6 +140,11 @@ func (h *Handler) newRecord(who identity, up upload, kind string) *storage.Recor
 		// The size policy of an upload created without a size is checked
 		// against what storage holds; it travels with the record.
 		rec.Internal.MinSize, rec.Internal.MaxSize = h.MinSize, h.MaxSize
+		if kind == storage.KindPost {
+			// S3 takes at most 5 GiB in one POST; larger files need
+			// multipart, which Uppy picks by size.
+			rec.Internal.MaxSize = min(rec.Internal.MaxSize, maxSinglePut)
+		}
 	}
 	return rec
 }

@@ -111,3 +111,36 @@ func TestKeyPatternMatchesOnlyItsKeys(t *testing.T) {
 		}
 	}
 }
+
+// Long caller values keep a hash of the whole value, so two that share
+// their first 64 bytes still give two key prefixes.
+func TestLongKeyValuesStayDistinct(t *testing.T) {
+	a := strings.Repeat("u", 70) + "a"
+	b := strings.Repeat("u", 70) + "b"
+	ea, eb := escapeKeyValue(a), escapeKeyValue(b)
+	if ea == eb {
+		t.Fatalf("two long values escape alike: %q", ea)
+	}
+	if len(ea) != 48+1+16 || !strings.HasPrefix(ea, strings.Repeat("u", 48)+"~") {
+		t.Errorf("long value escaped as %q", ea)
+	}
+	// A short value can never look like a cut one: its '~' is escaped.
+	if got := escapeKeyValue("u~1"); got != "u%7E1" {
+		t.Errorf("escapeKeyValue(u~1) = %q", got)
+	}
+	// Positive control: values up to 64 bytes are kept whole.
+	if v := strings.Repeat("k", 64); escapeKeyValue(v) != v {
+		t.Errorf("a 64-byte value was changed: %q", escapeKeyValue(v))
+	}
+}
+
+func TestSubjectsWithControlCharactersRefused(t *testing.T) {
+	for _, sub := range []string{"a\nb", "a\rb", "a\x00"} {
+		if checkSubject(sub) == nil {
+			t.Errorf("subject %q accepted", sub)
+		}
+	}
+	if e := checkSubject("alice@example.com"); e != nil {
+		t.Errorf("plain subject refused: %v", e)
+	}
+}

@@ -42,8 +42,13 @@ const (
 // requests for the object store. Mount it under a path prefix, e.g. with
 // `handle_path /uploads/*`; its API paths are relative to that prefix.
 type Handler struct {
-	// Name identifies the route in logs and records. Default: the key
-	// template's literal prefix, or "upload".
+	// Name identifies the route: every record belongs to the route that
+	// created it, and only that route (by name) reads, completes or
+	// downloads it; webhook events and logs carry it. Names are unique in a
+	// config: two routes with one name are a load error. Keep a route's
+	// name when editing its policy, or its pending uploads stay unreachable.
+	// Default: the key template's literal prefix without its trailing
+	// slash, or "upload".
 	Name string `json:"name,omitempty"`
 
 	// Storage is the object-store backend (module namespace
@@ -61,6 +66,17 @@ type Handler struct {
 	// Caddy's own authentication set (`{http.auth.user.id}`, e.g. from
 	// basic_auth placed before this handler); no user means 401.
 	OIDC *OIDC `json:"oidc,omitempty"`
+	// Subject is the placeholder that names the caller when no oidc is
+	// configured, e.g. `{http.request.header.Remote-User}` for a header
+	// that forward_auth copies from the authentication service (make sure
+	// a client cannot send it itself). Default: {http.auth.user.id}.
+	Subject string `json:"subject,omitempty"`
+	// TrustedOrigins are other origins (scheme://host[:port]) whose pages
+	// may change state with the browser's own credentials (cookies, cached
+	// basic auth), e.g. https://app.example.com uploading through
+	// https://api.example.com. Bearer tokens are not affected. Default:
+	// none; only the site's own origin.
+	TrustedOrigins []string `json:"trusted_origins,omitempty"`
 
 	// MaxSize is the largest upload in bytes. Default: 1 GiB.
 	MaxSize int64 `json:"max_size,omitempty"`
@@ -161,6 +177,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.Name = "upload"
 		}
 	}
+	if err := claimRouteName(ctx, h.Name); err != nil {
+		return err
+	}
 	h.types = newTypeMatcher(h.Types)
 
 	var mod any
@@ -243,6 +262,9 @@ func (h *Handler) setDefaults() {
 	if h.Download == "" {
 		h.Download = "owner"
 	}
+	if h.Subject == "" {
+		h.Subject = defaultSubject
+	}
 	if h.DownloadTTL == 0 {
 		h.DownloadTTL = caddy.Duration(defaultDownloadTTL)
 	}
@@ -281,6 +303,16 @@ func (h *Handler) Validate() error {
 		if !validTypePattern(t) {
 			return fmt.Errorf("types: %q is not a media type or type/* pattern", t)
 		}
+	}
+	for i, o := range h.TrustedOrigins {
+		n, err := normalizeOrigin(o)
+		if err != nil {
+			return fmt.Errorf("trusted_origins: %v", err)
+		}
+		h.TrustedOrigins[i] = n
+	}
+	if !strings.HasPrefix(h.Subject, "{") || !strings.HasSuffix(h.Subject, "}") {
+		return fmt.Errorf("subject must be one placeholder, such as {http.auth.user.id}, not %q", h.Subject)
 	}
 	return nil
 }

@@ -34,7 +34,8 @@ type OIDC struct {
 	SubjectClaim string `json:"subject_claim,omitempty"`
 	// Cookie is the name of a same-origin cookie that may carry the token
 	// (stock Uppy in Companion mode sends only cookies). A token from the
-	// cookie authenticates same-site requests only. Default: none.
+	// cookie changes state only on same-origin requests (see
+	// trusted_origins). Default: none.
 	Cookie string `json:"cookie,omitempty"`
 	// DisableHeader stops reading `Authorization: Bearer`. Default: false.
 	DisableHeader bool `json:"disable_header,omitempty"`
@@ -57,7 +58,7 @@ func (h *Handler) newAuthenticator(ctx caddy.Context) (authenticator, error) {
 		}
 	}
 	if h.OIDC == nil {
-		return caddyAuth{claimNames: claimNames}, nil
+		return caddyAuth{subject: h.Subject, claimNames: claimNames}, nil
 	}
 	o := h.OIDC
 	repl := caddy.NewReplacer()
@@ -93,5 +94,5 @@ func (h *Handler) newAuthenticator(ctx caddy.Context) (authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %v", err)
 	}
-	return &oidcAuth{verifier: v, free: free, cookie: o.Cookie, noHeader: o.DisableHeader, require: reqs, logger: h.logger}, nil
+	return &oidcAuth{verifier: v, free: free, source: "oidc " + issuer, cookie: o.Cookie, noHeader: o.DisableHeader, require: reqs, logger: h.logger}, nil
 }

@@ -35,8 +35,9 @@ func newOIDCSite(t *testing.T) *oidcSite {
 		downPort: realservers.FreePort(t),
 	}
 	route := func(path, oidc string) string {
-		return fmt.Sprintf(`	handle_path /%s/* {
+		return fmt.Sprintf(`	handle_path /%[1]s/* {
 		upload {
+			name %[1]s
 			s3 {
 				bucket %s
 				endpoint %s
@@ -88,6 +89,9 @@ func (o *oidcSite) send(method, path, token string, cookie bool, body string, he
 	req, err := http.NewRequest(method, o.base+path, rd)
 	if err != nil {
 		o.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		if cookie {
@@ -149,6 +153,10 @@ func TestOIDCOnTheRequestPath(t *testing.T) {
 		expectError(t, o.send("POST", "/a/", bob, false, createBody, nil).Response, 403, "forbidden")
 	})
 	t.Run("another subject's id", func(t *testing.T) {
+		var c created
+		if r := o.send("POST", "/e/", alice, false, createBody, nil); r.StatusCode != 201 || json.Unmarshal(r.body, &c) != nil {
+			t.Fatalf("create on e: %d %s", r.StatusCode, r.body)
+		}
 		for _, op := range []struct{ method, path string }{
 			{"GET", ""}, {"POST", "/complete"}, {"DELETE", ""}, {"GET", "/download"}, {"GET", "/parts"}, {"POST", "/parts"},
 		} {
@@ -162,6 +170,8 @@ func TestOIDCOnTheRequestPath(t *testing.T) {
 		if r := o.send("GET", "/e/"+c.ID, alice, false, "", nil); r.StatusCode != 200 {
 			t.Errorf("owner GET: %d", r.StatusCode)
 		}
+		// The same owner through another route of the same issuer: 404.
+		expectError(t, o.send("GET", "/a/"+c.ID, alice, false, "", nil).Response, 404, "not_found")
 	})
 	t.Run("cookie", func(t *testing.T) {
 		if r := o.send("POST", "/a/", alice, true, createBody, map[string]string{"Sec-Fetch-Site": "same-origin"}); r.StatusCode != 201 {

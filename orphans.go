@@ -35,7 +35,7 @@ func (kt keyTemplate) pattern() *regexp.Regexp {
 		case "month", "day":
 			b.WriteString(`[0-9]{2}`)
 		default: // user, claims.*: escapeKeyValue's alphabet
-			b.WriteString(`[A-Za-z0-9_.%-]{1,192}`)
+			b.WriteString(`[A-Za-z0-9_.%-]{1,192}(~[0-9a-f]{16})?`)
 		}
 	}
 	b.WriteString("$")

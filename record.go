@@ -21,13 +21,21 @@ func (h *Handler) ownRecord(c *call) (*storage.Record, error) {
 	return rec, nil
 }
 
-// owns reports whether rec belongs to who.
+// owns reports whether rec belongs to who on this route. Records written
+// before subjects carried their source match by subject alone.
 func (h *Handler) owns(who identity, rec *storage.Record) bool {
-	return rec.Internal.Subject == who.Subject
+	return h.routes(rec) && rec.Internal.Subject == who.Subject &&
+		(rec.Internal.Source == "" || rec.Internal.Source == who.Source)
 }
 
-// anyRecord loads the record named in c's path, of this route's store,
-// whoever owns it.
+// routes reports whether rec was created by this route (and so under its
+// policy) in its store: no other route may act on it.
+func (h *Handler) routes(rec *storage.Record) bool {
+	return rec.Internal.Route == h.Name && rec.Internal.Store == h.store.ID()
+}
+
+// anyRecord loads the record named in c's path, of this route, whoever
+// owns it.
 func (h *Handler) anyRecord(c *call) (*storage.Record, error) {
 	rec, err := h.ledger.Get(c.ctx(), c.id)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -36,7 +44,7 @@ func (h *Handler) anyRecord(c *call) (*storage.Record, error) {
 	if err != nil {
 		return nil, errLedger(err)
 	}
-	if rec.Internal.Store != h.store.ID() {
+	if !h.routes(rec) {
 		return nil, errNotFound()
 	}
 	return rec, nil

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"unicode"
 	"unicode/utf8"
 )
 
-// decodeBody reads a JSON request body of at most 64 KiB into v.
+// decodeBody reads a JSON request body of at most 64 KiB into v. Only
+// application/json is read, which no HTML form can send.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return errUnsupportedType("the request body must be application/json")
+	}
 	body := http.MaxBytesReader(w, r.Body, maxRequestBody)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
@@ -49,8 +54,13 @@ func checkFilename(name string) *apiError {
 		return errInvalid("filename is not valid UTF-8")
 	}
 	for _, r := range name {
-		if unicode.IsControl(r) {
+		switch {
+		case unicode.IsControl(r):
 			return errInvalid("filename contains a control character")
+		case unicode.Is(unicode.Cf, r):
+			// Bidi overrides (U+202E) and other invisible format
+			// characters can disguise an extension in a download dialog.
+			return errInvalid("filename contains an invisible formatting character")
 		}
 	}
 	return nil

@@ -28,7 +28,7 @@ func (c *call) ctx() context.Context { return c.r.Context() }
 // ServeHTTP implements caddyhttp.MiddlewareHandler: it finds the operation
 // from the method and path alone (so unknown paths and methods are answered
 // before any authentication work), authenticates the caller, applies the
-// cross-site rule and runs the operation.
+// cross-origin rule and runs the operation.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if r.URL.Path == "/client.js" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		serveClientJS(w, r)
@@ -43,8 +43,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if op.name != "download" || h.Download != "public" {
 			c.who, aerr = h.auth.authenticate(r)
 		}
-		if aerr == nil && c.who.FromCookie && !op.readOnly && crossSite(r) {
-			aerr = errForbidden("a cookie-authenticated request must come from the same site")
+		if aerr == nil && c.who.Ambient && !op.readOnly && crossOrigin(r, ownOrigin(r), h.TrustedOrigins) {
+			aerr = errForbidden("a request authenticated by the browser's own credentials must come from this site's origin")
 		}
 		if aerr == nil {
 			err := op.serve(h, c)

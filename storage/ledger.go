@@ -43,8 +43,12 @@ type Record struct {
 
 // RecordInternal holds what only the module sees.
 type RecordInternal struct {
-	// Subject owns the record: every call by another subject is a 404.
+	// Subject and Source own the record: every call by another subject,
+	// or by the same subject name from another identity source (OIDC
+	// issuer, Caddy authentication), is a 404. Source is empty on records
+	// written before it existed.
 	Subject string `json:"subject"`
+	Source  string `json:"source,omitempty"`
 	// Store is the ObjectStore.ID() the key was issued in; the sweeper of a
 	// store only ever touches its own records.
 	Store string `json:"store"`

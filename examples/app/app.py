@@ -31,14 +31,18 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SIGNED_HEADERS = ["X-Upload-Id", "X-Upload-Key", "X-Upload-Size", "X-Upload-Type",
-                  "X-Upload-Sha256", "X-Upload-Subject", "X-Upload-Filename"]
+                  "X-Upload-Sha256", "X-Upload-Subject", "X-Upload-Filename",
+                  "X-Upload-Body-Sha256"]
 TOLERANCE = 300  # seconds a signature stays acceptable
 
 
-def verify_forward(secret, headers):
-    """Checks the X-Upload-Signature of a forwarded completion."""
+def verify_forward(secret, headers, body):
+    """Checks the X-Upload-Signature of a forwarded completion, and that
+    the body (the record, with its metadata) is the one it covers."""
     ts = headers.get("X-Upload-Timestamp", "")
     if not ts.isdigit() or abs(time.time() - int(ts)) > TOLERANCE:
+        return False
+    if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), headers.get("X-Upload-Body-Sha256", "")):
         return False
     canonical = "\n".join([ts] + [headers.get(h, "") for h in SIGNED_HEADERS])
     want = "v1=" + hmac.new(secret, canonical.encode(), hashlib.sha256).hexdigest()
@@ -117,7 +121,7 @@ def make_handler(state, secret):
                 if state.fail:
                     return self.reply(500, {"error": "failing on purpose"})
                 if self.path == "/uploads/confirmed":
-                    if not verify_forward(secret, self.headers):
+                    if not verify_forward(secret, self.headers, body):
                         return self.reply(401, {"error": "bad signature"})
                     uid = self.headers["X-Upload-Id"]
                     state.data["uploads"][uid] = {
