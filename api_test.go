@@ -21,8 +21,13 @@ import (
 	"github.com/caddyupload/caddyupload/internal/realservers"
 )
 
-// eachServer runs f against both S3-compatible implementations.
+// eachServer runs f against both S3-compatible implementations; in the fast
+// tier (-short) against the in-process fake only.
 func eachServer(t *testing.T, f func(t *testing.T, srv *realservers.S3Server)) {
+	if testing.Short() {
+		t.Run("fake", func(t *testing.T) { f(t, realservers.SharedFake(t)) })
+		return
+	}
 	t.Run("versitygw", func(t *testing.T) { f(t, realservers.SharedVersityGW(t)) })
 	t.Run("seaweedfs", func(t *testing.T) { f(t, realservers.SharedSeaweedFS(t)) })
 }
