@@ -78,7 +78,7 @@ func checkDigests(h http.Header, data []byte) (sha string, e *apiError) {
 		}
 	}
 	for k := range h {
-		if !strings.HasPrefix(k, "X-Amz-Checksum-") || k == "X-Amz-Checksum-Mode" || k == "X-Amz-Checksum-Type" {
+		if !strings.HasPrefix(k, "X-Amz-Checksum-") || k == "X-Amz-Checksum-Mode" || k == "X-Amz-Checksum-Type" || k == "X-Amz-Checksum-Algorithm" {
 			continue
 		}
 		known := false

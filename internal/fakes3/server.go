@@ -14,7 +14,6 @@ package fakes3
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -117,11 +116,7 @@ func Start(opts Options) (*Server, error) {
 	s.ln = ln
 	s.Endpoint = "http://" + ln.Addr().String()
 	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := s.hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			panic("fakes3: " + err.Error())
-		}
-	}()
+	go s.hs.Serve(ln) // returns when Close closes the listener
 	return s, nil
 }
 
