@@ -21,10 +21,15 @@ import (
 	"github.com/caddyupload/caddyupload/internal/realservers"
 )
 
-// eachServer runs f against both S3-compatible implementations.
+// eachServer runs f against both S3-compatible implementations and the
+// in-process fake (a few seconds more, and the fast tier cannot drift from
+// them unseen); in the fast tier (-short) against the fake only.
 func eachServer(t *testing.T, f func(t *testing.T, srv *realservers.S3Server)) {
-	t.Run("versitygw", func(t *testing.T) { f(t, realservers.SharedVersityGW(t)) })
-	t.Run("seaweedfs", func(t *testing.T) { f(t, realservers.SharedSeaweedFS(t)) })
+	if !testing.Short() {
+		t.Run("versitygw", func(t *testing.T) { f(t, realservers.SharedVersityGW(t)) })
+		t.Run("seaweedfs", func(t *testing.T) { f(t, realservers.SharedSeaweedFS(t)) })
+	}
+	t.Run("fake", func(t *testing.T) { f(t, realservers.SharedFake(t)) })
 }
 
 func randomBytes(n int) []byte {

@@ -37,14 +37,27 @@ func storeOn(t *testing.T, srv *realservers.S3Server, edit func(*Config)) *Store
 	return s
 }
 
+// TestConformanceVersityGW and TestConformanceSeaweedFS run the suite on the
+// real servers; in the fast tier (-short) TestConformanceFake stands in.
 func TestConformanceVersityGW(t *testing.T) {
+	realservers.RealOnly(t, "versitygw")
 	t.Parallel()
 	s := storeOn(t, realservers.SharedVersityGW(t), nil)
 	storagetest.RunObjectStore(t, func(*testing.T) storage.ObjectStore { return s })
 }
 
 func TestConformanceSeaweedFS(t *testing.T) {
+	realservers.RealOnly(t, "SeaweedFS")
 	t.Parallel()
 	s := storeOn(t, realservers.SharedSeaweedFS(t), nil)
+	storagetest.RunObjectStore(t, func(*testing.T) storage.ObjectStore { return s })
+}
+
+// TestConformanceFake: the in-process fake of the fast tier passes the same
+// suite as the real servers — it refuses what they refuse — so a pass in
+// the fast tier is not the fake's leniency. It runs in both tiers.
+func TestConformanceFake(t *testing.T) {
+	t.Parallel()
+	s := storeOn(t, realservers.SharedFake(t), nil)
 	storagetest.RunObjectStore(t, func(*testing.T) storage.ObjectStore { return s })
 }
