@@ -109,7 +109,7 @@ func TestRecordsBelongToTheirRoute(t *testing.T) {
 
 // Two routes of one config cannot share a name, given or by default.
 func TestDuplicateRouteNamesRefused(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	for _, routes := range []map[string]string{
 		{"a": "name same", "b": "name same"},
 		{"a": "key pub/{uuid}", "b": "key pub/{id}"},
@@ -131,7 +131,7 @@ func TestDuplicateRouteNamesRefused(t *testing.T) {
 // a route that changes from basic_auth to a header set by forward_auth
 // does not hand the old users' uploads to whoever the header names.
 func TestSubjectsAreNamespacedBySource(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile("name r"))
 	c := s.create("alice", "a.txt", 3, "text/plain")
 
@@ -159,7 +159,7 @@ func TestSubjectsAreNamespacedBySource(t *testing.T) {
 // Browser-sent credentials (here cached basic auth) change state only from
 // the site's own origin, or a trusted one; JSON endpoints take only JSON.
 func TestCrossOriginRequestsRefused(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile("trusted_origins https://app.example.com"))
 	own := s.base
 	otherPort := strings.Replace(own, fmt.Sprint(s.port), fmt.Sprint(s.port+1), 1)
@@ -205,7 +205,7 @@ func TestCrossOriginRequestsRefused(t *testing.T) {
 // Filenames with invisible formatting characters (a right-to-left
 // override that turns "gpj.exe" around) are refused.
 func TestFormatCharactersInFilenamesRefused(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile(""))
 	expectError(t, s.call("alice", "POST", "/", map[string]any{"filename": "invoice\u202Egpj.exe", "size": 1, "type": "application/octet-stream"}, nil), 400, "invalid_request")
 	s.create("alice", "invoice.jpg.exe", 1, "application/octet-stream")
@@ -214,7 +214,7 @@ func TestFormatCharactersInFilenamesRefused(t *testing.T) {
 // A route whose max_size is over S3's 5 GiB POST limit still hands Uppy a
 // usable POST policy, capped at 5 GiB.
 func TestCompanionParamsCapAtFiveGiB(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile("max_size 10GiB"))
 	var p struct {
 		URL    string            `json:"url"`
@@ -238,7 +238,7 @@ func TestCompanionParamsCapAtFiveGiB(t *testing.T) {
 // Behind a proxy that terminates TLS, the site's origin is the one the
 // proxy reports, believed only when Caddy trusts the proxy.
 func TestForwardedOriginOnlyFromTrustedProxies(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	create := `{"filename":"a.txt","size":1,"type":"text/plain"}`
 	behindProxy := map[string]string{"Origin": "https://uploads.example.com", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "uploads.example.com"}
 

@@ -175,7 +175,7 @@ func TestVerificationRejectsAndDeletes(t *testing.T) {
 }
 
 func TestExpiredURLRefused(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile("url_ttl 1s"))
 	c := s.create("alice", "a.txt", 3, "text/plain")
 	// Positive control: the same kind of URL, used in time, works.
@@ -189,7 +189,7 @@ func TestExpiredURLRefused(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile("max_size 1KiB\n types image/png text/plain"))
 	for _, tc := range []struct {
 		name   string
@@ -445,7 +445,7 @@ func TestSweeperExpiresOnlyItsOwnKeys(t *testing.T) {
 // TestReloadKeepsLedger loads two different configs on one ledger file: the
 // second must not wait for the first's file lock, and records survive.
 func TestReloadKeepsLedger(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile("max_size 1MiB"))
 	c := s.create("alice", "a.txt", 3, "text/plain")
 	if st := s.put(c, []byte("abc"), nil); st != 200 {

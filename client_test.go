@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/caddyupload/caddyupload/client"
-	"github.com/caddyupload/caddyupload/internal/realservers"
 )
 
 // TestGoClient uploads through the route with the project's Go client:
@@ -17,7 +16,7 @@ func TestGoClient(t *testing.T) {
 		"max_size 64MiB\n multipart_threshold 6MiB\n part_size 5MiB",
 		"method post\n max_size 64MiB\n multipart_threshold 6MiB\n part_size 5MiB",
 	} {
-		s := newSite(t, realservers.SharedVersityGW(t))
+		s := newSite(t, oneServer(t))
 		s.load(s.caddyfile(policy))
 		c := &client.Client{Base: s.base + "/up", Auth: client.Basic("alice", testUsers["alice"]), Concurrency: 3}
 		var progress int64

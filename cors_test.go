@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyupload/caddyupload/internal/realservers"
 	"github.com/caddyupload/caddyupload/storage/s3store"
 )
 
@@ -36,7 +35,7 @@ func TestCORSProblems(t *testing.T) {
 
 // TestCORSCommand checks, applies, and checks again against a real server.
 func TestCORSCommand(t *testing.T) {
-	srv := realservers.SharedVersityGW(t)
+	srv := oneServer(t)
 	bucket := srv.NewBucket(t)
 	t.Setenv("S3_ACCESS_KEY_ID", srv.AccessKey)
 	t.Setenv("S3_SECRET_ACCESS_KEY", srv.SecretKey)

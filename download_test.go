@@ -4,12 +4,10 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
-	"github.com/caddyupload/caddyupload/internal/realservers"
 )
 
 func TestDownloadPolicyAndExpiry(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	upload := func() created {
 		c := s.create("alice", "Quarterly report \"final\".txt", 5, "text/plain")
 		if st := s.put(c, []byte("hello"), nil); st != 200 {

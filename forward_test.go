@@ -16,7 +16,7 @@ const appSecret = "example-app-secret-0123456789"
 func TestForwardToTheApplication(t *testing.T) {
 	app := realservers.StartExampleApp(t, 0, filepath.Join(t.TempDir(), "state.json"), appSecret)
 	t.Setenv("CU_TEST_APP_SECRET", appSecret)
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfileWith("forward /uploads/confirmed {\n secret {env.CU_TEST_APP_SECRET}\n }", "reverse_proxy "+app.URL))
 
 	body := []byte("forwarded bytes")
@@ -104,7 +104,7 @@ func TestEncodeRFC8187(t *testing.T) {
 func TestForwardWithoutApplication(t *testing.T) {
 	app := realservers.StartExampleApp(t, 0, filepath.Join(t.TempDir(), "state.json"), appSecret)
 	t.Setenv("CU_TEST_APP_SECRET", appSecret)
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile("forward /uploads/confirmed {\n secret {env.CU_TEST_APP_SECRET}\n }"))
 	c := s.create("alice", "a.txt", 3, "text/plain")
 	if st := s.put(c, []byte("abc"), nil); st != 200 {

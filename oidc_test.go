@@ -27,7 +27,7 @@ type oidcSite struct {
 }
 
 func newOIDCSite(t *testing.T) *oidcSite {
-	srv := realservers.SharedVersityGW(t)
+	srv := oneServer(t)
 	o := &oidcSite{
 		testSite: newSite(t, srv),
 		dex:      realservers.StartDex(t, realservers.DexOptions{}),
@@ -107,6 +107,7 @@ func (o *oidcSite) send(method, path, token string, cookie bool, body string, he
 }
 
 func TestOIDCOnTheRequestPath(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	o := newOIDCSite(t)
 	alice := o.dex.Token(t, "alice@example.com", "alice-password")
 	bob := o.dex.Token(t, "bob@example.com", "bob-password")

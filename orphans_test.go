@@ -7,8 +7,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
-
-	"github.com/caddyupload/caddyupload/internal/realservers"
 )
 
 // TestSweeperAbortsMultipart covers both ways a multipart upload is
@@ -16,7 +14,7 @@ import (
 // record knows (its ledger entry lost). A foreign upload in the same
 // bucket survives.
 func TestSweeperAbortsMultipart(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile("url_ttl 1s\n pending_ttl 2s\n sweep_interval 1s\n multipart_threshold 5MiB\n part_size 5MiB"))
 	c := s.create("alice", "big.bin", 6<<20, "application/octet-stream")
 	if c.Multipart == nil {

@@ -12,7 +12,7 @@ import (
 // A known path with another method answers 405 with the path's methods in
 // Allow; an unknown path 404 without one.
 func TestMethodNotAllowedSaysAllow(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	s.load(s.caddyfile(""))
 	c := s.create("alice", "a.txt", 3, "text/plain")
 	for _, tc := range []struct{ method, path, allow string }{

@@ -14,7 +14,7 @@ import (
 // without confirming anything; a multipart create, which must call
 // storage, answers 503 too.
 func TestStorageDown(t *testing.T) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	dead := fmt.Sprintf("http://127.0.0.1:%d", realservers.FreePort(t))
 	s.load(strings.Replace(s.caddyfile(""), "endpoint "+s.s3.Endpoint, "endpoint "+dead, 1))
 	c := s.create("alice", "a.txt", 3, "text/plain")

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/caddyupload/caddyupload/internal/realservers"
 )
 
 const testWebhookSecret = "whsec-0123456789abcdef"
@@ -197,7 +195,7 @@ func hookPolicy(url, extra string) string {
 }
 
 func newHookSite(t *testing.T) (*testSite, *hookReceiver) {
-	s := newSite(t, realservers.SharedVersityGW(t))
+	s := newSite(t, oneServer(t))
 	t.Setenv("CU_TEST_WEBHOOK_SECRET", testWebhookSecret)
 	return s, newHookReceiver(t)
 }

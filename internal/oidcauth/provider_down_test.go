@@ -16,6 +16,7 @@ import (
 )
 
 func TestProviderDownAtStart(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	t.Parallel()
 	port := realservers.FreePort(t)
 	issuer := fmt.Sprintf("http://%s/dex", realservers.Addr(port))

@@ -20,6 +20,7 @@ import (
 )
 
 func TestVerifyDexToken(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	t.Parallel()
 	d := realservers.StartDex(t, realservers.DexOptions{})
 	v := newDexVerifier(t, d, nil)
@@ -64,6 +65,7 @@ func TestVerifyDexToken(t *testing.T) {
 }
 
 func TestVerifyAudiencesAndSubjectClaim(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	t.Parallel()
 	d := realservers.StartDex(t, realservers.DexOptions{})
 	raw := d.Token(t, aliceEmail, alicePassword)
@@ -90,6 +92,7 @@ func TestVerifyAudiencesAndSubjectClaim(t *testing.T) {
 }
 
 func TestVerifyRejectsForgeries(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	t.Parallel()
 	d := realservers.StartDex(t, realservers.DexOptions{})
 	var jwksFetches atomic.Int64
@@ -230,6 +233,7 @@ func TestVerifyRejectsForgeries(t *testing.T) {
 }
 
 func TestVerifyWrongIssuerWithValidSignature(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	t.Parallel()
 	// Dex signs with the same key whatever the token claims, so a
 	// signature-valid token with the wrong iss can only come from a
@@ -246,6 +250,7 @@ func TestVerifyWrongIssuerWithValidSignature(t *testing.T) {
 }
 
 func TestVerifyExpiredAndCache(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	t.Parallel()
 	d := realservers.StartDex(t, realservers.DexOptions{IDTokenTTL: 2 * time.Second})
 	const leeway = 500 * time.Millisecond
@@ -281,6 +286,7 @@ func TestVerifyExpiredAndCache(t *testing.T) {
 }
 
 func TestVerifyCacheDisabled(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	t.Parallel()
 	d := realservers.StartDex(t, realservers.DexOptions{})
 	v := newDexVerifier(t, d, func(c *Config) { c.CacheSize = -1 })
@@ -296,6 +302,7 @@ func TestVerifyCacheDisabled(t *testing.T) {
 }
 
 func TestVerifyConcurrent(t *testing.T) {
+	realservers.RealOnly(t, "Dex")
 	t.Parallel()
 	d := realservers.StartDex(t, realservers.DexOptions{})
 	v := newDexVerifier(t, d, func(c *Config) { c.CacheSize = 2 })

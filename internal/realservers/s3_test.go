@@ -31,6 +31,7 @@ func checkS3Server(t *testing.T, srv *S3Server) {
 }
 
 func TestStartVersityGW(t *testing.T) {
+	RealOnly(t, "real S3 servers")
 	t.Parallel()
 	srv := StartVersityGW(t)
 	checkS3Server(t, srv)
@@ -41,6 +42,7 @@ func TestStartVersityGW(t *testing.T) {
 }
 
 func TestStartSeaweedFS(t *testing.T) {
+	RealOnly(t, "real S3 servers")
 	t.Parallel()
 	srv := StartSeaweedFS(t)
 	checkS3Server(t, srv)
@@ -51,6 +53,7 @@ func TestStartSeaweedFS(t *testing.T) {
 }
 
 func TestSharedIsStartedOnce(t *testing.T) {
+	RealOnly(t, "real S3 servers")
 	a, b := SharedVersityGW(t), SharedVersityGW(t)
 	if a != b {
 		t.Fatal("SharedVersityGW started a second server")

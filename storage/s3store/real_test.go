@@ -19,6 +19,10 @@ import (
 
 // onBothServers runs f against versitygw and SeaweedFS.
 func onBothServers(t *testing.T, f func(t *testing.T, srv *realservers.S3Server)) {
+	if testing.Short() {
+		t.Run("fake", func(t *testing.T) { t.Parallel(); f(t, realservers.SharedFake(t)) })
+		return
+	}
 	t.Run("versitygw", func(t *testing.T) { t.Parallel(); f(t, realservers.SharedVersityGW(t)) })
 	t.Run("seaweedfs", func(t *testing.T) { t.Parallel(); f(t, realservers.SharedSeaweedFS(t)) })
 }
