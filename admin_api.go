@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddyupload/caddyupload/internal/webhook"
 	"github.com/caddyupload/caddyupload/storage"
 )
 
@@ -106,7 +107,7 @@ func (adminAPI) serveReplay(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("replaying in %s: %v", o.path, err)}
 		}
-		wakeDispatchers()
+		webhook.WakeAll()
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
