@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddyupload/caddyupload/internal/webhook"
 	"github.com/caddyupload/caddyupload/storage"
 )
 
@@ -27,7 +29,9 @@ const replayPrefix = "/upload/outbox/replay/"
 //	GET  /upload/outbox/parked[?route=<name>]  parked events as a JSON list
 //	POST /upload/outbox/replay/<event id>      replays one: 204, or 404
 //
-// It reaches the bbolt ledgers this process has open through their pool.
+// Any other method gets 405 with an Allow header.
+// It reaches the outboxes this process has open through the registry that
+// ledger modules register them with (registerOutbox).
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -46,44 +50,92 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 	}
 }
 
+// openOutboxes are the outboxes of the ledgers open in this process, by
+// name. A ledger shared by several configs (during a reload, the old and
+// the new) is registered by each of them and stays listed until the last
+// one releases it.
+var openOutboxes = struct {
+	sync.Mutex
+	m map[string]*openOutbox
+}{m: make(map[string]*openOutbox)}
+
+type openOutbox struct {
+	name   string
+	outbox storage.Outbox
+	users  int
+}
+
+// registerOutbox lists o under name (what the admin API shows as the
+// event's ledger, e.g. its file) until release is called. A ledger module
+// whose ledger has an outbox calls it in Provision and release in Cleanup.
+func registerOutbox(name string, o storage.Outbox) (release func()) {
+	openOutboxes.Lock()
+	defer openOutboxes.Unlock()
+	e := openOutboxes.m[name]
+	if e == nil {
+		e = &openOutbox{name: name}
+		openOutboxes.m[name] = e
+	}
+	// The newest registration wins: it is the handle now in use.
+	e.outbox = o
+	e.users++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			openOutboxes.Lock()
+			defer openOutboxes.Unlock()
+			if e.users--; e.users == 0 && openOutboxes.m[name] == e {
+				delete(openOutboxes.m, name)
+			}
+		})
+	}
+}
+
+// outboxes lists the registered outboxes, by name.
+func outboxes() []openOutbox {
+	openOutboxes.Lock()
+	out := make([]openOutbox, 0, len(openOutboxes.m))
+	for _, e := range openOutboxes.m {
+		out = append(out, *e)
+	}
+	openOutboxes.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
 // parkedEvent is one entry of the parked list.
 type parkedEvent struct {
-	// Ledger is the file the event waits in.
+	// Ledger is the name the event's ledger is registered under: for the
+	// bolt ledger, its file.
 	Ledger string `json:"ledger"`
 	*storage.Event
 }
 
-type openOutbox struct {
-	path   string
-	outbox storage.Outbox
-}
-
-// outboxes are the ledgers open in this process, by path.
-func outboxes() []openOutbox {
-	var out []openOutbox
-	ledgers.Range(func(key, val any) bool {
-		if l, ok := val.(sharedLedger); ok {
-			out = append(out, openOutbox{path: fmt.Sprint(key), outbox: l.Ledger})
+// allowMethods answers 405 with an Allow header unless r uses one of
+// methods.
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) error {
+	for _, m := range methods {
+		if r.Method == m {
+			return nil
 		}
-		return true
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
-	return out
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 }
 
 func (adminAPI) serveParked(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("method not allowed")}
+	if err := allowMethods(w, r, http.MethodGet, http.MethodHead); err != nil {
+		return err
 	}
 	route := r.URL.Query().Get("route")
 	list := []parkedEvent{}
 	for _, o := range outboxes() {
 		evs, err := o.outbox.ParkedEvents(r.Context(), route, adminParkedLimit)
 		if err != nil {
-			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("listing parked events of %s: %v", o.path, err)}
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("listing parked events of %s: %v", o.name, err)}
 		}
 		for _, ev := range evs {
-			list = append(list, parkedEvent{Ledger: o.path, Event: ev})
+			list = append(list, parkedEvent{Ledger: o.name, Event: ev})
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -91,8 +143,8 @@ func (adminAPI) serveParked(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (adminAPI) serveReplay(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("method not allowed")}
+	if err := allowMethods(w, r, http.MethodPost); err != nil {
+		return err
 	}
 	id := strings.TrimPrefix(r.URL.Path, replayPrefix)
 	if id == "" || strings.Contains(id, "/") {
@@ -104,9 +156,9 @@ func (adminAPI) serveReplay(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		if err != nil {
-			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("replaying in %s: %v", o.path, err)}
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("replaying in %s: %v", o.name, err)}
 		}
-		wakeDispatchers()
+		webhook.WakeAll()
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}

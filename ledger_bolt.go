@@ -30,8 +30,9 @@ type BoltLedger struct {
 	// process. Default: 5s.
 	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
 
-	key    string
-	ledger storage.Ledger
+	key     string
+	ledger  storage.Ledger
+	release func()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -70,8 +71,12 @@ func (b *BoltLedger) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
+	l := val.(sharedLedger).Ledger
 	b.key = abs
-	b.ledger = val.(sharedLedger).Ledger
+	b.ledger = l
+	// The admin API reaches the outbox through the registry, whichever
+	// ledger module opened it.
+	b.release = registerOutbox(abs, l)
 	return nil
 }
 
@@ -82,6 +87,9 @@ func (b *BoltLedger) Ledger() storage.Ledger { return b.ledger }
 func (b *BoltLedger) Cleanup() error {
 	if b.key == "" {
 		return nil
+	}
+	if b.release != nil {
+		b.release()
 	}
 	_, err := ledgers.Delete(b.key)
 	return err

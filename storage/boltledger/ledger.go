@@ -165,6 +165,12 @@ func (l *Ledger) Close() error {
 // Path is the file the ledger lives in.
 func (l *Ledger) Path() string { return l.path }
 
+// Identity is the ledger's file as given to Open (the Caddy module gives an
+// absolute path): every handle on that file reads the same records.
+func (l *Ledger) Identity() string { return l.path }
+
+var _ storage.Identified = (*Ledger)(nil)
+
 // Stats returns the counters since Open.
 func (l *Ledger) Stats() Stats {
 	return Stats{Writes: l.writes.Load(), Commits: l.commits.Load()}

@@ -1,0 +1,72 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/caddyupload/caddyupload/storage"
+)
+
+// newClient is the HTTP client of one dispatcher.
+func newClient() *http.Client {
+	return &http.Client{
+		Transport: http.DefaultTransport.(*http.Transport).Clone(),
+		// A redirect is an answer other than 2xx: retried, never followed
+		// to a place the operator did not configure.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// post makes one delivery attempt of ev, signed at now. An attempt under
+// way finishes even when ctx ends, so that its outcome can be recorded;
+// cfg.Timeout bounds it.
+func post(ctx context.Context, client *http.Client, cfg *Config, ev *storage.Event, now time.Time) error {
+	b, err := body(ev)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(b))
+	if err != nil {
+		return errors.New("invalid webhook request")
+	}
+	t := now.Unix()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "caddyupload-webhook")
+	req.Header.Set("Webhook-Id", ev.ID)
+	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(t, 10))
+	req.Header.Set("X-Upload-Signature", sign(cfg.Secret, t, b))
+	resp, err := client.Do(req)
+	if err != nil {
+		return deliveryError(err)
+	}
+	// Draining a little lets the connection be reused; the answer's
+	// content is not read, let alone kept.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// deliveryError drops the URL from a client error: it may carry a token in
+// its query, and the error ends up in logs and in the ledger.
+func deliveryError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.New("no answer within the timeout")
+	}
+	return err
+}

@@ -1,0 +1,307 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyupload/caddyupload/storage"
+)
+
+const (
+	// tick is how often a dispatcher looks for due events without a
+	// wake-up: retries come due without anyone waking it.
+	tick  = time.Second
+	batch = 100
+	// maxLastError bounds the error text kept with an event.
+	maxLastError = 200
+)
+
+// Options wire a dispatcher to its route's outbox.
+type Options struct {
+	// Outbox holds the route's events. When it implements
+	// storage.Identified, configs that share it share one lease (see
+	// Start); otherwise each Outbox value has its own.
+	Outbox storage.Outbox
+	// Route names the route whose events the dispatcher delivers.
+	Route string
+	// Logger receives failures (Warn) and each attempt (Debug). Nil: none.
+	Logger *zap.Logger
+	// Now is the clock: due events, next attempts and signature times are
+	// read from it. Nil: time.Now.
+	Now func() time.Time
+}
+
+// Dispatcher delivers the outbox events of one route, one at a time,
+// oldest first.
+type Dispatcher struct {
+	cfg    Config
+	outbox storage.Outbox
+	route  string
+	key    string
+	client *http.Client
+	logger *zap.Logger
+	now    func() time.Time
+	// jitter draws the wait before a retry from [0, ceiling).
+	jitter func(ceiling time.Duration) time.Duration
+	tick   time.Duration
+
+	lease  *lease
+	wakeup chan struct{}
+	done   chan struct{}
+}
+
+// Every config that has a webhook for a route starts a dispatcher, and
+// during a reload the old config's runs beside the new one's on the same
+// ledger. A lease per ledger and route lets only the newest deliver, and its
+// round lock keeps two rounds from ever reading the same due events, so an
+// event reaches the application twice only when recording its success
+// fails.
+var leases = struct {
+	sync.Mutex
+	m map[string]*lease
+}{m: make(map[string]*lease)}
+
+type lease struct {
+	// round is held by a dispatcher from reading due events until their
+	// outcomes are in the outbox.
+	round sync.Mutex
+	// holder and users are guarded by leases.Mutex.
+	holder *Dispatcher
+	users  int
+}
+
+// Start validates cfg and starts delivering the route's events until ctx
+// ends. The new dispatcher takes the route's lease at once: a dispatcher
+// started earlier on the same outbox and route stops delivering, and takes
+// the lease back only if this one stops first (a newer config that failed
+// to load).
+func Start(ctx context.Context, cfg Config, o Options) (*Dispatcher, error) {
+	d, err := newDispatcher(cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	d.start(ctx)
+	return d, nil
+}
+
+func newDispatcher(cfg Config, o Options) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Outbox == nil {
+		return nil, errors.New("no outbox")
+	}
+	d := &Dispatcher{
+		cfg:    cfg,
+		outbox: o.Outbox,
+		route:  o.Route,
+		key:    identity(o.Outbox) + "\x00" + o.Route,
+		client: newClient(),
+		logger: o.Logger,
+		now:    o.Now,
+		jitter: rand.N[time.Duration],
+		tick:   tick,
+		wakeup: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	if d.logger == nil {
+		d.logger = zap.NewNop()
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	return d, nil
+}
+
+// identity names the outbox for the leases: what configs sharing it have
+// in common.
+func identity(o storage.Outbox) string {
+	if id, ok := o.(storage.Identified); ok {
+		return id.Identity()
+	}
+	return fmt.Sprintf("%T@%p", o, o)
+}
+
+// start takes the lease and runs the dispatcher; the lease is released
+// when ctx ends, so a dispatcher cannot hold one without running.
+func (d *Dispatcher) start(ctx context.Context) {
+	leases.Lock()
+	l := leases.m[d.key]
+	if l == nil {
+		l = new(lease)
+		leases.m[d.key] = l
+	}
+	// The newest config takes over at once.
+	l.holder = d
+	l.users++
+	d.lease = l
+	leases.Unlock()
+	go d.run(ctx)
+}
+
+// Wake has the route's events looked at now rather than at the next tick,
+// e.g. after a status change wrote one. It pokes whichever dispatcher holds
+// the route's lease.
+func (d *Dispatcher) Wake() { d.lease.wake() }
+
+// Done is closed once the dispatcher has stopped and released its lease.
+func (d *Dispatcher) Done() <-chan struct{} { return d.done }
+
+// WakeAll pokes every running dispatcher, e.g. after an operator replayed
+// an event, which any of them may be the one to deliver.
+func WakeAll() {
+	leases.Lock()
+	held := make([]*lease, 0, len(leases.m))
+	for _, l := range leases.m {
+		held = append(held, l)
+	}
+	leases.Unlock()
+	for _, l := range held {
+		l.wake()
+	}
+}
+
+// holds reports whether d may deliver; it takes over a lease whose holder
+// has stopped.
+func (l *lease) holds(d *Dispatcher) bool {
+	leases.Lock()
+	defer leases.Unlock()
+	if l.holder == nil {
+		l.holder = d
+	}
+	return l.holder == d
+}
+
+// wake pokes the dispatcher that holds the lease.
+func (l *lease) wake() {
+	leases.Lock()
+	d := l.holder
+	leases.Unlock()
+	if d != nil {
+		select {
+		case d.wakeup <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (d *Dispatcher) release() {
+	leases.Lock()
+	defer leases.Unlock()
+	if d.lease.holder == d {
+		d.lease.holder = nil
+	}
+	if d.lease.users--; d.lease.users == 0 {
+		delete(leases.m, d.key)
+	}
+}
+
+// run delivers due events on every tick and wake-up until ctx ends.
+func (d *Dispatcher) run(ctx context.Context) {
+	defer close(d.done)
+	defer d.release()
+	defer d.client.CloseIdleConnections()
+	defer func() {
+		if p := recover(); p != nil {
+			d.logger.Error("webhook dispatcher panicked; it stops until the next config load", zap.String("route", d.route), zap.Any("panic", p))
+		}
+	}()
+	ticker := time.NewTicker(d.tick)
+	defer ticker.Stop()
+	for {
+		for d.round(ctx) {
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-d.wakeup:
+		}
+	}
+}
+
+// round delivers the events due now, one at a time, and reports whether
+// it handled a full batch so that more may be waiting.
+func (d *Dispatcher) round(ctx context.Context) bool {
+	d.lease.round.Lock()
+	defer d.lease.round.Unlock()
+	if ctx.Err() != nil || !d.lease.holds(d) {
+		return false
+	}
+	evs, err := d.outbox.DueEvents(ctx, d.route, d.now(), batch)
+	if err != nil {
+		d.logOutboxError(ctx, "listing due webhook events failed; will retry", "", err)
+		return false
+	}
+	for _, ev := range evs {
+		if ctx.Err() != nil || !d.lease.holds(d) || !d.deliver(ctx, ev) {
+			return false
+		}
+	}
+	return len(evs) == batch
+}
+
+// deliver makes one attempt and records its outcome; it reports whether
+// the outcome is recorded.
+func (d *Dispatcher) deliver(ctx context.Context, ev *storage.Event) bool {
+	postErr := post(ctx, d.client, &d.cfg, ev, d.now())
+	// The outcome is recorded even while the config stops.
+	wctx := context.WithoutCancel(ctx)
+	if postErr == nil {
+		if err := d.outbox.AckEvent(wctx, ev.ID); err != nil {
+			d.logOutboxError(ctx, "recording a webhook delivery failed; the event will be sent again", ev.ID, err)
+			return false
+		}
+		if ce := d.logger.Check(zapcore.DebugLevel, "webhook event delivered"); ce != nil {
+			ce.Write(zap.String("route", d.route), zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Int("attempt", ev.Attempts+1))
+		}
+		return true
+	}
+	attempts := ev.Attempts + 1
+	park := attempts >= d.cfg.MaxAttempts
+	lastErr := postErr.Error()
+	if len(lastErr) > maxLastError {
+		lastErr = strings.ToValidUTF8(lastErr[:maxLastError], "")
+	}
+	next := d.now().Add(backoff(attempts, d.cfg.MaxBackoff, d.jitter))
+	err := d.outbox.RetryEvent(wctx, ev.ID, next, lastErr, park)
+	if errors.Is(err, storage.ErrNotFound) {
+		return true // acknowledged meanwhile
+	}
+	if err != nil {
+		d.logOutboxError(ctx, "recording a webhook failure failed", ev.ID, err)
+		return false
+	}
+	fields := []zap.Field{zap.String("route", d.route), zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Int("attempts", attempts), zap.String("error", lastErr)}
+	if park {
+		d.logger.Warn("webhook event parked after its last attempt; replay it through the admin API", fields...)
+	} else if ce := d.logger.Check(zapcore.DebugLevel, "webhook attempt failed; will retry"); ce != nil {
+		ce.Write(append(fields, zap.Time("next_attempt", next))...)
+	}
+	return true
+}
+
+// logOutboxError warns of an outbox failure, unless the config is stopping
+// (the ledger may close under it then; the event stays in the outbox).
+func (d *Dispatcher) logOutboxError(ctx context.Context, msg, eventID string, err error) {
+	level := zapcore.WarnLevel
+	if ctx.Err() != nil {
+		level = zapcore.DebugLevel
+	}
+	if ce := d.logger.Check(level, msg); ce != nil {
+		fields := []zap.Field{zap.String("route", d.route), zap.Error(err)}
+		if eventID != "" {
+			fields = append(fields, zap.String("event_id", eventID))
+		}
+		ce.Write(fields...)
+	}
+}
