@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddyupload/caddyupload/internal/pct"
+	"github.com/caddyupload/caddyupload/internal/webhook"
 	"github.com/caddyupload/caddyupload/storage"
 )
 
@@ -73,13 +74,6 @@ func (f *Forward) sign(ts string, h http.Header) string {
 	return "v1=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-// forwardBody is the JSON the application receives: the record as the
-// API shows it, plus its owner.
-type forwardBody struct {
-	*storage.Record
-	Subject string `json:"subject"`
-}
-
 // appAnswer is the application's answer to a forwarded completion,
 // buffered so that the confirmation can be made durable before the client
 // sees it.
@@ -101,7 +95,8 @@ func (a appAnswer) send() error { return a.rec.WriteResponse() }
 func (h *Handler) forward(c *call, rec *storage.Record, info storage.ObjectInfo) (appAnswer, error) {
 	view := rec.Clone()
 	view.Size = info.Size
-	body, err := json.Marshal(forwardBody{Record: view, Subject: rec.Internal.Subject})
+	// The application gets the same body as a webhook event's data.
+	body, err := json.Marshal(webhook.Upload{Record: view, Subject: rec.Internal.Subject})
 	if err != nil {
 		return appAnswer{}, err
 	}

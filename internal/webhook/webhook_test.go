@@ -90,7 +90,7 @@ func TestBody(t *testing.T) {
 		SHA256:    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		Metadata:  map[string]string{"b": "2", "a": "1"},
 		CreatedAt: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), ConfirmedAt: &confirmed,
-		Internal: storage.RecordInternal{Subject: "alice@example.com", Store: "s3|x|b", Route: "docs", Method: "PUT", UploadID: "u", Notify: true},
+		Internal: storage.RecordInternal{Subject: "alice@example.com", Store: "s3|x|b", Route: "docs", Kind: "PUT", UploadID: "u", Notify: true},
 	}
 	aborted := &storage.Record{
 		ID: "01JPENDING", Key: "k", Status: storage.StatusAborted, Filename: "a.txt", Size: 10, Type: "text/plain",
