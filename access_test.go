@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/caddyupload/caddyupload/internal/realservers"
 )
 
@@ -22,19 +20,12 @@ import (
 // routes (path prefix → policy), all behind basic_auth, on one bucket and
 // one ledger.
 func (s *testSite) routesCaddyfile(routes map[string]string) string {
-	var users strings.Builder
-	for u, pw := range testUsers {
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		fmt.Fprintf(&users, "\t\t\t%s %s\n", u, h)
-	}
+	users := s.basicAuthUsers()
 	var b strings.Builder
 	fmt.Fprintf(&b, "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tstorage file_system %s/caddy\n\thttp_port %d\n}\nhttp://127.0.0.1:%d {\n", s.dir, s.port, s.port)
 	for prefix, policy := range routes {
 		fmt.Fprintf(&b, "\thandle_path /%s/* {\n\t\tbasic_auth {\n%s\t\t}\n\t\tupload {\n\t\t\ts3 {\n\t\t\t\tbucket %s\n\t\t\t\tendpoint %s\n\t\t\t\taccess_key_id {env.CU_TEST_S3_KEY}\n\t\t\t\tsecret_access_key {env.CU_TEST_S3_SECRET}\n\t\t\t}\n\t\t\tledger %s/ledger.db\n%s\n\t\t}\n\t}\n",
-			prefix, users.String(), s.bucket, s.s3.Endpoint, s.dir, policy)
+			prefix, users, s.bucket, s.s3.Endpoint, s.dir, policy)
 	}
 	b.WriteString("}\n")
 	return b.String()

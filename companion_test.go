@@ -2,7 +2,6 @@ package caddyupload
 
 import (
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -59,26 +58,7 @@ func TestCompanionMultipart(t *testing.T) {
 			}
 			return m.Key, m.UploadID
 		}
-		// Uppy picks its own part size: parts of 5 MiB and a short last one.
-		upload := func(key, id string, sizes ...int) []companionPart {
-			var parts []companionPart
-			for i, n := range sizes {
-				var signed struct {
-					URL string `json:"url"`
-				}
-				path := "/s3/multipart/" + id + "/" + string(rune('1'+i)) + "?key=" + url.QueryEscape(key)
-				if resp := s.call("alice", "GET", path, nil, &signed); resp.StatusCode != 200 {
-					t.Fatalf("sign part %d: %d", i+1, resp.StatusCode)
-				}
-				req, _ := http.NewRequest(http.MethodPut, signed.URL, strings.NewReader(strings.Repeat("p", n)))
-				r := do(t, http.DefaultClient, req)
-				if r.StatusCode != 200 {
-					t.Fatalf("part %d: %d %s", i+1, r.StatusCode, r.body)
-				}
-				parts = append(parts, companionPart{PartNumber: int32(i + 1), ETag: r.Header.Get("ETag")})
-			}
-			return parts
-		}
+		upload := s.uppyParts
 
 		key, id := create()
 		expectError(t, s.call("alice", "GET", "/s3/multipart/"+id+"/1?key=other.bin", nil, nil), 404, "not_found")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,14 +63,7 @@ func (s *testSite) caddyfile(policy string) string { return s.caddyfileWith(poli
 // caddyfileWith adds directives after the upload block, in the same route
 // (e.g. the reverse_proxy a forwarding route hands completions to).
 func (s *testSite) caddyfileWith(policy, after string) string {
-	var users strings.Builder
-	for u, pw := range testUsers {
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		fmt.Fprintf(&users, "\t\t\t%s %s\n", u, h)
-	}
+	users := s.basicAuthUsers()
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -97,7 +91,7 @@ http://127.0.0.1:%[2]d {
 		%[7]s
 	}
 }
-`, s.dir, s.port, users.String(), s.bucket, s.s3.Endpoint, policy, after)
+`, s.dir, s.port, users, s.bucket, s.s3.Endpoint, policy, after)
 }
 
 // load adapts and loads cfg into this process's Caddy; the first load also
@@ -346,3 +340,39 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func ledgerPath(s *testSite) string { return filepath.Join(s.dir, "ledger.db") }
+
+// uppyParts signs and uploads parts of the given sizes of a Companion
+// multipart upload, as Uppy does (it picks its own part sizes).
+func (s *testSite) uppyParts(key, id string, sizes ...int) []companionPart {
+	s.t.Helper()
+	var parts []companionPart
+	for i, n := range sizes {
+		var signed struct {
+			URL string `json:"url"`
+		}
+		path := fmt.Sprintf("/s3/multipart/%s/%d?key=%s", id, i+1, url.QueryEscape(key))
+		if resp := s.call("alice", "GET", path, nil, &signed); resp.StatusCode != 200 {
+			s.t.Fatalf("sign part %d: %d", i+1, resp.StatusCode)
+		}
+		req, _ := http.NewRequest(http.MethodPut, signed.URL, strings.NewReader(strings.Repeat("p", n)))
+		r := do(s.t, http.DefaultClient, req)
+		if r.StatusCode != 200 {
+			s.t.Fatalf("part %d: %d %s", i+1, r.StatusCode, r.body)
+		}
+		parts = append(parts, companionPart{PartNumber: int32(i + 1), ETag: r.Header.Get("ETag")})
+	}
+	return parts
+}
+
+// basicAuthUsers is the body of a basic_auth block with testUsers.
+func (s *testSite) basicAuthUsers() string {
+	var users strings.Builder
+	for u, pw := range testUsers {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		fmt.Fprintf(&users, "\t\t\t%s %s\n", u, h)
+	}
+	return users.String()
+}

@@ -3,7 +3,6 @@ package caddyupload
 import (
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/caddyupload/caddyupload/internal/realservers"
@@ -61,25 +60,7 @@ func TestMinSizeWithoutDeclaredSize(t *testing.T) {
 			}
 			return m.Key, m.UploadID
 		}
-		upload := func(key, id string, sizes ...int) []companionPart {
-			var parts []companionPart
-			for i, n := range sizes {
-				var signed struct {
-					URL string `json:"url"`
-				}
-				path := "/s3/multipart/" + id + "/" + string(rune('1'+i)) + "?key=" + url.QueryEscape(key)
-				if resp := s.call("alice", "GET", path, nil, &signed); resp.StatusCode != 200 {
-					t.Fatalf("sign part %d: %d", i+1, resp.StatusCode)
-				}
-				req, _ := http.NewRequest(http.MethodPut, signed.URL, strings.NewReader(strings.Repeat("p", n)))
-				r := do(t, http.DefaultClient, req)
-				if r.StatusCode != 200 {
-					t.Fatalf("part %d: %d", i+1, r.StatusCode)
-				}
-				parts = append(parts, companionPart{PartNumber: int32(i + 1), ETag: r.Header.Get("ETag")})
-			}
-			return parts
-		}
+		upload := s.uppyParts
 		complete := func(key, id string, parts []companionPart) *http.Response {
 			return s.call("alice", "POST", "/s3/multipart/"+id+"/complete?key="+url.QueryEscape(key), map[string]any{"parts": parts}, nil)
 		}

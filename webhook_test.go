@@ -1,11 +1,7 @@
 package caddyupload
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,38 +14,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddyupload/caddyupload/internal/webhook"
 )
 
 const testWebhookSecret = "whsec-0123456789abcdef"
-
-// verifyWebhook checks a delivery the way an application does: HMAC over
-// "<t>.<body>", constant-time comparison, 5 minutes of tolerance.
-func verifyWebhook(secret []byte, header string, body []byte, now time.Time) (int64, error) {
-	var ts, v1 string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(part, "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			v1 = v
-		}
-	}
-	t, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("timestamp %q", ts)
-	}
-	if d := now.Sub(time.Unix(t, 0)); d > 5*time.Minute || d < -5*time.Minute {
-		return 0, errors.New("timestamp outside the tolerance")
-	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	if !hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(v1)) {
-		return 0, errors.New("signature mismatch")
-	}
-	return t, nil
-}
 
 // hookReceiver is the application's webhook endpoint.
 type hookReceiver struct {
@@ -99,7 +68,7 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		problem("reading a delivery: %v", err)
 		return
 	}
-	ts, err := verifyWebhook([]byte(testWebhookSecret), req.Header.Get("X-Upload-Signature"), body, time.Now())
+	ts, err := webhook.Verify([]byte(testWebhookSecret), req.Header.Get("X-Upload-Signature"), body, time.Now())
 	if err != nil {
 		problem("delivery %s: %v", req.Header.Get("Webhook-Id"), err)
 		return

@@ -57,7 +57,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	time.Sleep(time.Duration(r.delay.Load()))
-	ts, err := verify([]byte(testSecret), req.Header.Get("X-Upload-Signature"), body, r.now())
+	ts, err := Verify([]byte(testSecret), req.Header.Get("X-Upload-Signature"), body, r.now())
 	var p struct {
 		ID string `json:"id"`
 	}
