@@ -194,6 +194,12 @@ func (a *App) release() error {
 // Store is a client of the server for the module's own calls.
 func (a *App) Store() *s3store.Store { return a.store }
 
+// signer holds the credentials and region requests to the server are
+// signed with.
+func (a *App) signer() signer {
+	return signer{accessKeyID: a.settings.accessKeyID, secret: a.settings.secret, region: a.settings.region}
+}
+
 // ListenAddr is the address the server listens on, once provisioned.
 func (a *App) ListenAddr() string { return a.settings.listen }
 
