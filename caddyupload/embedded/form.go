@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -33,13 +34,14 @@ const (
 	// beyond it a form is answered 503 at once. Each holds at most about
 	// maxFormHead + maxFormLine bytes.
 	maxVerifying = 64
-	// formReadTimeout bounds the time a client may take to send the form
-	// before the file's content, so slow clients cannot hold the
-	// verification slots.
-	formReadTimeout = 15 * time.Second
 	// fileTrailer is "\r\n--" + boundary + "--\r\n" less the boundary.
 	fileTrailer = 8
 )
+
+// formReadTimeout bounds the time a client may take to send the form
+// before the file's content, so slow clients cannot hold the verification
+// slots; tests shorten it.
+var formReadTimeout = 15 * time.Second
 
 // formError is a refused form: the status and upload API error to answer.
 type formError struct {
@@ -112,6 +114,8 @@ func readFormHead(br *bufio.Reader, boundary string) (formHead, *formError) {
 		switch {
 		case errors.Is(err, bufio.ErrBufferFull), head.size > maxFormHead:
 			return nil, errFormTooLarge
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, &formError{http.StatusRequestTimeout, "invalid_request", "the form's fields came too slowly"}
 		case err != nil:
 			return nil, formInvalid("the form ends before the file")
 		case !bytes.HasSuffix(line, []byte("\r\n")):

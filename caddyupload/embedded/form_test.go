@@ -310,3 +310,46 @@ func TestFormVerificationSlots(t *testing.T) {
 		t.Fatalf("%d slots held after the form passed, want %d", len(h.verifying), maxVerifying-1)
 	}
 }
+
+// TestFormSlowClient sends the start of a form and stalls: the handler
+// answers 408 once formReadTimeout has passed and frees the slot; a form
+// sent at once passes (control).
+func TestFormSlowClient(t *testing.T) {
+	up := newUpstream(t)
+	h := testHandler(t, up.srv.Listener.Addr().String())
+	formReadTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { formReadTimeout = 15 * time.Second })
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = h.ServeHTTP(w, r, nil)
+	}))
+	defer site.Close()
+
+	body, typ := formBody(t, signedFields(t, 100), "hello")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write(body[:40]) }()
+	req, _ := http.NewRequest(http.MethodPost, site.URL+"/caddyupload", pr)
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", typ)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || time.Since(start) > 10*time.Second {
+		t.Fatalf("stalled form: %d after %s, want 408 after about %s", resp.StatusCode, time.Since(start), formReadTimeout)
+	}
+	if len(h.verifying) != 0 || up.count() != 0 {
+		t.Fatalf("%d slots held, %d requests proxied after a stalled form", len(h.verifying), up.count())
+	}
+
+	resp, err = http.Post(site.URL+"/caddyupload", typ, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || up.count() != 1 {
+		t.Fatalf("form sent at once: %d, proxied %d", resp.StatusCode, up.count())
+	}
+}

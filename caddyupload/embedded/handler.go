@@ -165,10 +165,12 @@ func isForm(r *http.Request, bucket string) bool {
 }
 
 // multipartBody reports whether any Content-Type of the request could make
-// the server parse its body as a form.
+// the server parse its body as a form (its HTTP library does so for
+// "multipart/form-data"; other multipart types, e.g. an MHTML file's
+// multipart/related, are uploads like any other).
 func multipartBody(h http.Header) bool {
 	for _, v := range h.Values("Content-Type") {
-		if strings.Contains(strings.ToLower(v), "multipart") {
+		if strings.Contains(strings.ToLower(v), "multipart/form-data") {
 			return true
 		}
 	}

@@ -149,6 +149,8 @@ func TestHandlerRouting(t *testing.T) {
 	multipartPut.Header.Set("Content-Type", "multipart/form-data; boundary=b")
 	secondType := httptest.NewRequest(http.MethodPut, "http://site.example/caddyupload/k.png"+signedQuery, strings.NewReader("x"))
 	secondType.Header["Content-Type"] = []string{"image/png", "multipart/form-data; boundary=b"}
+	mhtml := httptest.NewRequest(http.MethodPut, "http://site.example/caddyupload/page.mht"+signedQuery, strings.NewReader("x"))
+	mhtml.Header.Set("Content-Type", "multipart/related; boundary=b")
 	multipartPreflight := preflight("PUT")
 	multipartPreflight.Header.Set("Content-Type", "Multipart/Form-Data; boundary=b")
 	// Query credentials that cannot be the server's.
@@ -183,6 +185,7 @@ func TestHandlerRouting(t *testing.T) {
 		{"unsigned form", unsignedForm, "refused"},
 		{"presigned put with a multipart body", multipartPut, "unsupported"},
 		{"second content type", secondType, "unsupported"},
+		{"presigned put of an MHTML file", mhtml, "proxied"},
 		{"preflight with a multipart body", multipartPreflight, "unsupported"},
 		{"post not a form", jsonPost, "refused"},
 		{"preflight", preflight("PUT"), "proxied"},
