@@ -40,7 +40,8 @@ func init() {
 // The body is streamed to the server on loopback, unbuffered: upload bytes
 // cross Caddy's process once, on their way to local disk, and never reach
 // the application behind Caddy. The Host header is kept, since the
-// signature covers it.
+// signature covers it (X-Forwarded-Host instead, when one of Caddy's
+// trusted proxies sets it).
 type Handler struct {
 	bucket    string
 	signer    signer
@@ -86,7 +87,7 @@ func (h *Handler) setup(bucket, listen string, s signer) {
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host
+			pr.Out.Host = signedHost(pr.In)
 			// Credentials for the site are not for the storage server:
 			// with query authentication an Authorization header would even
 			// be checked instead of the signature.
@@ -99,6 +100,22 @@ func (h *Handler) setup(bucket, listen string, s signer) {
 		ErrorHandler:   h.proxyError,
 		ModifyResponse: hardenResponse,
 	}
+}
+
+// signedHost is the host the browser addressed, which its request's
+// signature covers: the Host header, or X-Forwarded-Host when one of
+// Caddy's trusted proxies (the trusted_proxies server option) sent the
+// request and set it, as a proxy that passes requests on under another
+// host name does.
+func signedHost(r *http.Request) string {
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		fwd, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Host"), ",")
+		fwd = strings.TrimSpace(fwd)
+		if u, err := url.Parse("//" + fwd); fwd != "" && err == nil && u.Host == fwd && u.User == nil {
+			return fwd
+		}
+	}
+	return r.Host
 }
 
 // hardenResponse makes objects served from the site's own origin inert:

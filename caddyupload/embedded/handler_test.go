@@ -315,3 +315,37 @@ func TestHandlerStorageDown(t *testing.T) {
 		t.Error("the error body quotes the presigned URL")
 	}
 }
+
+// TestHandlerForwardsTheSignedHost: behind a trusted proxy that renames the
+// site, the browser signed for X-Forwarded-Host, which the server must see
+// as Host; from anyone else, X-Forwarded-Host is ignored.
+func TestHandlerForwardsTheSignedHost(t *testing.T) {
+	up := newUpstream(t)
+	h := testHandler(t, up.srv.Listener.Addr().String())
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		fwd     string
+		want    string
+	}{
+		{"trusted proxy", true, "files.example.com", "files.example.com"},
+		{"trusted proxy chain", true, "files.example.com:8443, internal", "files.example.com:8443"},
+		{"trusted proxy, malformed", true, "files.example.com/x", "internal:8080"},
+		{"trusted proxy, none", true, "", "internal:8080"},
+		{"untrusted client", false, "files.example.com", "internal:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://internal:8080/caddyupload/k.png"+signedQuery(t), nil)
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: tc.trusted}))
+			if tc.fwd != "" {
+				r.Header.Set("X-Forwarded-Host", tc.fwd)
+			}
+			if w, _ := serve(h, r); w.Code != http.StatusOK {
+				t.Fatalf("status %d", w.Code)
+			}
+			if got := up.last(t).host; got != tc.want {
+				t.Fatalf("Host %q reached the server, want %q", got, tc.want)
+			}
+		})
+	}
+}
