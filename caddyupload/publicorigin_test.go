@@ -51,13 +51,11 @@ func TestPublicOriginBehindTLSProxy(t *testing.T) {
 		t.Fatalf("form URL %q, want %s/caddyupload", p.URL, public)
 	}
 
-	// Control: the same site without public_origin signs for what Caddy
-	// sees, plain HTTP.
-	s.Upload = ""
-	if status, body := s.load(t); status != http.StatusOK {
-		t.Fatalf("reload: %d %s", status, body)
-	}
-	if c := s.create(t, "note.txt", 1, "text/plain"); !strings.HasPrefix(c.URL, "http://"+realservers.Addr(s.Port)+"/caddyupload/") {
-		t.Fatalf("without public_origin: presigned URL %q, want this site over http", c.URL)
+	// Control: a site without public_origin signs for what Caddy sees,
+	// plain HTTP.
+	plain := newSite(t)
+	plain.start(t)
+	if c := plain.create(t, "note.txt", 1, "text/plain"); !strings.HasPrefix(c.URL, plain.base()+"/caddyupload/") {
+		t.Fatalf("without public_origin: presigned URL %q, want %s/caddyupload/", c.URL, plain.base())
 	}
 }
