@@ -64,6 +64,7 @@ type site struct {
 	MaxSize   string
 	S3Options string // more lines for the embedded_s3 global option
 	Upload    string // more lines for the upload block
+	Site      string // more lines for the site block
 
 	proc *realservers.Process
 }
@@ -78,6 +79,7 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 }
 
 http://127.0.0.1:{{.Port}} {
+	{{.Site}}
 	embedded_s3
 	handle_path /uploads/* {
 		basic_auth {

@@ -72,6 +72,7 @@ type App struct {
 	SecretAccessKey string `json:"secret_access_key,omitempty"`
 
 	settings settings
+	bucket   string
 	store    *s3store.Store
 	logger   *zap.Logger
 	// running is the shared server this config holds, from Start to Stop.
@@ -124,18 +125,25 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.settings.accessKeyID, a.settings.secret, err = a.credentials(repl, dataDir); err != nil {
 		return err
 	}
-	a.store, err = s3store.New(context.Background(), s3store.Config{
-		Endpoint:        "http://" + listen,
+	a.bucket = orDefault(repl.ReplaceAll(a.Bucket, ""), defaultBucket)
+	if a.store, err = a.storeAt(""); err != nil {
+		return fmt.Errorf("embedded_s3: %v", err)
+	}
+	return nil
+}
+
+// storeAt is a client of the server whose presigned URLs point at
+// publicOrigin ("scheme://host"), or at the server itself when it is empty.
+func (a *App) storeAt(publicOrigin string) (*s3store.Store, error) {
+	return s3store.New(context.Background(), s3store.Config{
+		Endpoint:        "http://" + a.settings.listen,
+		PublicEndpoint:  publicOrigin,
 		Region:          a.settings.region,
-		Bucket:          orDefault(repl.ReplaceAll(a.Bucket, ""), defaultBucket),
+		Bucket:          a.bucket,
 		AccessKeyID:     a.settings.accessKeyID,
 		SecretAccessKey: a.settings.secret,
 		UsePathStyle:    true,
 	})
-	if err != nil {
-		return fmt.Errorf("embedded_s3: %v", err)
-	}
-	return nil
 }
 
 // credentials are the configured ones, or those kept beside the data dir.
@@ -193,6 +201,12 @@ func (a *App) release() error {
 
 // Store is a client of the server for the module's own calls.
 func (a *App) Store() *s3store.Store { return a.store }
+
+// signer holds the credentials and region requests to the server are
+// signed with.
+func (a *App) signer() signer {
+	return signer{accessKeyID: a.settings.accessKeyID, secret: a.settings.secret, region: a.settings.region}
+}
 
 // ListenAddr is the address the server listens on, once provisioned.
 func (a *App) ListenAddr() string { return a.settings.listen }

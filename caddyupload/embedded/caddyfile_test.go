@@ -70,18 +70,53 @@ func TestCaddyfileErrors(t *testing.T) {
 	}
 }
 
-func TestHandlerAndStorageTakeNoOptions(t *testing.T) {
+func TestHandlerTakesNoOptions(t *testing.T) {
 	if err := new(Handler).UnmarshalCaddyfile(caddyfile.NewTestDispenser("embedded_s3")); err != nil {
 		t.Errorf("handler: %v", err)
 	}
 	if err := new(Handler).UnmarshalCaddyfile(caddyfile.NewTestDispenser("embedded_s3 {\n bucket x\n}")); err == nil {
 		t.Error("handler with a block: no error")
 	}
-	if err := new(Storage).UnmarshalCaddyfile(caddyfile.NewTestDispenser("embedded")); err != nil {
-		t.Errorf("storage: %v", err)
+}
+
+func TestStorageCaddyfile(t *testing.T) {
+	var s Storage
+	if err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser("embedded")); err != nil || s.PublicOrigin != "" {
+		t.Errorf("storage: %v, %+v", err, s)
 	}
-	if err := new(Storage).UnmarshalCaddyfile(caddyfile.NewTestDispenser("embedded extra")); err == nil {
-		t.Error("storage with an argument: no error")
+	s = Storage{}
+	if err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser("embedded {\n public_origin https://files.example.com\n}")); err != nil || s.PublicOrigin != "https://files.example.com" {
+		t.Errorf("public_origin: %v, %+v", err, s)
+	}
+	for _, input := range []string{
+		"embedded extra",
+		"embedded {\n public_origin\n}",
+		"embedded {\n public_origin https://a.example https://b.example\n}",
+		"embedded {\n bucket x\n}",
+	} {
+		if err := new(Storage).UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil {
+			t.Errorf("%q: no error", input)
+		}
+	}
+}
+
+func TestParseOrigin(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://files.example.com":      "https://files.example.com",
+		"https://files.example.com/":     "https://files.example.com",
+		"http://127.0.0.1:8080":          "http://127.0.0.1:8080",
+		"https://[::1]:8443":             "https://[::1]:8443",
+		"files.example.com":              "",
+		"ftp://files.example.com":        "",
+		"https://files.example.com/up":   "",
+		"https://files.example.com/?a=b": "",
+		"https://u:p@files.example.com":  "",
+		"https://":                       "",
+	} {
+		got, err := parseOrigin(raw)
+		if (err == nil) != (want != "") || got != want {
+			t.Errorf("parseOrigin(%q) = %q, %v; want %q", raw, got, err, want)
+		}
 	}
 }
 

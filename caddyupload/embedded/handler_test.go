@@ -1,11 +1,13 @@
 package embedded
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddyupload/caddyupload/storage"
+	"github.com/caddyupload/caddyupload/storage/s3store"
 )
 
 // upstream records what reaches the storage server's address.
@@ -57,11 +62,52 @@ func (u *upstream) count() int {
 	return len(u.reqs)
 }
 
+// testSigner holds the credentials of the tests' storage server.
+var testSigner = signer{accessKeyID: "TESTKEY0123456789", secret: "test-secret-0123456789", region: "us-east-1"}
+
 func testHandler(t *testing.T, listen string) *Handler {
 	h := &Handler{logger: zap.NewNop()}
-	h.setup("caddyupload", listen)
+	h.setup("caddyupload", listen, testSigner)
 	t.Cleanup(func() { _ = h.Cleanup() })
 	return h
+}
+
+// presigner signs as the upload handler does, for the tests' server.
+func presigner(t *testing.T) *s3store.Store {
+	t.Helper()
+	st, err := s3store.New(context.Background(), s3store.Config{
+		Endpoint: "http://127.0.0.1:1", Bucket: "caddyupload", Region: testSigner.region,
+		AccessKeyID: testSigner.accessKeyID, SecretAccessKey: testSigner.secret, UsePathStyle: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// presignedPut is a presigned PUT of key through site.example:8443, as
+// the upload handler hands it to browsers.
+func presignedPut(t *testing.T, key string, size int64, typ string) storage.SignedRequest {
+	t.Helper()
+	sr, err := presigner(t).PresignPut(context.Background(), storage.PutInput{Key: key, Size: size, ContentType: typ, TTL: time.Minute},
+		storage.Origin{Scheme: "https", Host: "site.example:8443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sr
+}
+
+// signedQuery is the query of a presigned request.
+func signedQuery(t *testing.T) string {
+	t.Helper()
+	u, _ := url.Parse(presignedPut(t, "k.png", 1, "image/png").URL)
+	return "?" + u.RawQuery
+}
+
+// at makes the handler's clock read d from now for the rest of the test.
+func at(t *testing.T, d time.Duration) {
+	now = func() time.Time { return time.Now().Add(d) }
+	t.Cleanup(func() { now = time.Now })
 }
 
 // serve runs r through h and reports whether the next handler ran.
@@ -79,17 +125,12 @@ func serve(h *Handler, r *http.Request) (*httptest.ResponseRecorder, bool) {
 	return w, nextRan
 }
 
-const signedQuery = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=K%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost&X-Amz-Signature=abc"
-
 func TestHandlerRouting(t *testing.T) {
 	up := newUpstream(t)
 	h := testHandler(t, up.srv.Listener.Addr().String())
+	signedQuery := signedQuery(t)
 
-	form := func() *http.Request {
-		r := httptest.NewRequest(http.MethodPost, "http://site.example/caddyupload", strings.NewReader("--b--\r\n"))
-		r.Header.Set("Content-Type", "multipart/form-data; boundary=b")
-		return r
-	}
+	unsignedForm := formRequest(t, []field{{"key", "k.png"}}, "x")
 	preflight := func(acrm string) *http.Request {
 		r := httptest.NewRequest(http.MethodOptions, "http://site.example/caddyupload/k.png", nil)
 		r.Header.Set("Origin", "https://app.example")
@@ -102,11 +143,28 @@ func TestHandlerRouting(t *testing.T) {
 	headerSigned.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=K/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc")
 	jsonPost := httptest.NewRequest(http.MethodPost, "http://site.example/caddyupload", strings.NewReader("{}"))
 	jsonPost.Header.Set("Content-Type", "application/json")
+	// What the server's HTTP library would parse into memory before any
+	// signature check.
+	multipartPut := httptest.NewRequest(http.MethodPut, "http://site.example/caddyupload/k.png"+signedQuery, strings.NewReader("--b--\r\n"))
+	multipartPut.Header.Set("Content-Type", "multipart/form-data; boundary=b")
+	secondType := httptest.NewRequest(http.MethodPut, "http://site.example/caddyupload/k.png"+signedQuery, strings.NewReader("x"))
+	secondType.Header["Content-Type"] = []string{"image/png", "multipart/form-data; boundary=b"}
+	mhtml := httptest.NewRequest(http.MethodPut, "http://site.example/caddyupload/page.mht"+signedQuery, strings.NewReader("x"))
+	mhtml.Header.Set("Content-Type", "multipart/related; boundary=b")
+	multipartPreflight := preflight("PUT")
+	multipartPreflight.Header.Set("Content-Type", "Multipart/Form-Data; boundary=b")
+	// Query credentials that cannot be the server's.
+	replace := func(name, value string) *http.Request {
+		q, _ := url.ParseQuery(signedQuery[1:])
+		q.Set(name, value)
+		return httptest.NewRequest(http.MethodGet, "http://site.example/caddyupload/k.png?"+q.Encode(), nil)
+	}
+	repeated := httptest.NewRequest(http.MethodGet, "http://site.example/caddyupload/k.png"+signedQuery+"&X-Amz-Expires=60", nil)
 
 	for _, tc := range []struct {
 		name    string
 		req     *http.Request
-		outcome string // next, proxied, refused
+		outcome string // next, proxied, refused (403), unsupported (415)
 	}{
 		{"other path", httptest.NewRequest(http.MethodGet, "http://site.example/index.html", nil), "next"},
 		{"longer name", httptest.NewRequest(http.MethodGet, "http://site.example/caddyuploads/k.png"+signedQuery, nil), "next"},
@@ -116,7 +174,19 @@ func TestHandlerRouting(t *testing.T) {
 		{"header signed", headerSigned, "refused"},
 		{"signature only", httptest.NewRequest(http.MethodGet, "http://site.example/caddyupload/k.png?X-Amz-Signature=abc", nil), "refused"},
 		{"presigned get", httptest.NewRequest(http.MethodGet, "http://site.example/caddyupload/k.png"+signedQuery, nil), "proxied"},
-		{"post form", form(), "proxied"},
+		{"other access key", replace("X-Amz-Credential", "OTHERKEY/"+time.Now().UTC().Format("20060102")+"/us-east-1/s3/aws4_request"), "refused"},
+		{"other region", replace("X-Amz-Credential", testSigner.accessKeyID+"/"+time.Now().UTC().Format("20060102")+"/eu-west-1/s3/aws4_request"), "refused"},
+		{"expired", replace("X-Amz-Date", time.Now().UTC().Add(-time.Hour).Format(amzDate)), "refused"},
+		{"signed in the future", replace("X-Amz-Date", time.Now().UTC().Add(time.Hour).Format(amzDate)), "refused"},
+		{"expiry beyond a week", replace("X-Amz-Expires", "604801"), "refused"},
+		{"malformed signature", replace("X-Amz-Signature", "abc"), "refused"},
+		{"host not signed", replace("X-Amz-SignedHeaders", "content-type"), "refused"},
+		{"repeated parameter", repeated, "refused"},
+		{"unsigned form", unsignedForm, "refused"},
+		{"presigned put with a multipart body", multipartPut, "unsupported"},
+		{"second content type", secondType, "unsupported"},
+		{"presigned put of an MHTML file", mhtml, "proxied"},
+		{"preflight with a multipart body", multipartPreflight, "unsupported"},
 		{"post not a form", jsonPost, "refused"},
 		{"preflight", preflight("PUT"), "proxied"},
 		{"options without preflight", preflight(""), "refused"},
@@ -134,15 +204,19 @@ func TestHandlerRouting(t *testing.T) {
 				if nextRan || !proxied || w.Code != http.StatusOK {
 					t.Fatalf("next ran %v, proxied %v, status %d; want proxied", nextRan, proxied, w.Code)
 				}
-			case "refused":
-				if nextRan || proxied || w.Code != http.StatusForbidden {
-					t.Fatalf("next ran %v, proxied %v, status %d; want 403", nextRan, proxied, w.Code)
+			case "refused", "unsupported":
+				status, code := http.StatusForbidden, "forbidden"
+				if tc.outcome == "unsupported" {
+					status, code = http.StatusUnsupportedMediaType, "unsupported_type"
+				}
+				if nextRan || proxied || w.Code != status {
+					t.Fatalf("next ran %v, proxied %v, status %d; want %d", nextRan, proxied, w.Code, status)
 				}
 				var body struct {
 					Error struct{ Code string } `json:"error"`
 				}
-				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error.Code != "forbidden" {
-					t.Fatalf("body %q, want a JSON forbidden error", w.Body.String())
+				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error.Code != code {
+					t.Fatalf("body %q, want a JSON %s error", w.Body.String(), code)
 				}
 			}
 		})
@@ -152,8 +226,9 @@ func TestHandlerRouting(t *testing.T) {
 func TestHandlerForwardsWhatTheSignatureCovers(t *testing.T) {
 	up := newUpstream(t)
 	h := testHandler(t, up.srv.Listener.Addr().String())
-	uri := "/caddyupload/dir/a%20b%2Bc.txt" + signedQuery
-	r := httptest.NewRequest(http.MethodPut, "https://site.example:8443"+uri, strings.NewReader("hello"))
+	sr := presignedPut(t, "dir/a b+c.txt", 5, "text/plain")
+	uri := strings.TrimPrefix(sr.URL, "https://site.example:8443")
+	r := httptest.NewRequest(http.MethodPut, sr.URL, strings.NewReader("hello"))
 	r.Header.Set("Content-Type", "text/plain")
 	r.Header.Set("Authorization", "Basic YWxpY2U6c2VjcmV0")
 	r.Header.Set("Cookie", "session=s")
@@ -211,7 +286,7 @@ func TestHandlerStreamsBody(t *testing.T) {
 			_ = pw.CloseWithError(io.ErrUnexpectedEOF)
 		}
 	}()
-	req, _ := http.NewRequest(http.MethodPut, site.URL+"/caddyupload/k.txt"+signedQuery, pr)
+	req, _ := http.NewRequest(http.MethodPut, site.URL+"/caddyupload/k.txt"+signedQuery(t), pr)
 	req.ContentLength = 11
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -232,11 +307,45 @@ func TestHandlerStorageDown(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	h := testHandler(t, addr)
-	w, _ := serve(h, httptest.NewRequest(http.MethodGet, "http://site.example/caddyupload/k"+signedQuery, nil))
+	w, _ := serve(h, httptest.NewRequest(http.MethodGet, "http://site.example/caddyupload/k"+signedQuery(t), nil))
 	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "storage_unavailable") {
 		t.Fatalf("status %d body %q, want 502 storage_unavailable", w.Code, w.Body.String())
 	}
 	if strings.Contains(w.Body.String(), "X-Amz") {
 		t.Error("the error body quotes the presigned URL")
+	}
+}
+
+// TestHandlerForwardsTheSignedHost: behind a trusted proxy that renames the
+// site, the browser signed for X-Forwarded-Host, which the server must see
+// as Host; from anyone else, X-Forwarded-Host is ignored.
+func TestHandlerForwardsTheSignedHost(t *testing.T) {
+	up := newUpstream(t)
+	h := testHandler(t, up.srv.Listener.Addr().String())
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		fwd     string
+		want    string
+	}{
+		{"trusted proxy", true, "files.example.com", "files.example.com"},
+		{"trusted proxy chain", true, "files.example.com:8443, internal", "files.example.com:8443"},
+		{"trusted proxy, malformed", true, "files.example.com/x", "internal:8080"},
+		{"trusted proxy, none", true, "", "internal:8080"},
+		{"untrusted client", false, "files.example.com", "internal:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://internal:8080/caddyupload/k.png"+signedQuery(t), nil)
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: tc.trusted}))
+			if tc.fwd != "" {
+				r.Header.Set("X-Forwarded-Host", tc.fwd)
+			}
+			if w, _ := serve(h, r); w.Code != http.StatusOK {
+				t.Fatalf("status %d", w.Code)
+			}
+			if got := up.last(t).host; got != tc.want {
+				t.Fatalf("Host %q reached the server, want %q", got, tc.want)
+			}
+		})
 	}
 }
