@@ -2,7 +2,6 @@ package caddyupload
 
 import (
 	"mime"
-	"net/http"
 	"time"
 
 	"github.com/caddyupload/caddyupload/storage"
@@ -37,6 +36,7 @@ func (h *Handler) serveDownload(c *call) error {
 		return errStorage(err)
 	}
 	c.w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(c.w, c.r, sr.URL, http.StatusFound)
+	// The Location is a bearer credential: kept out of the access log.
+	redirectPresigned(c.w, c.r, sr.URL)
 	return nil
 }

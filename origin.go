@@ -2,6 +2,7 @@ package caddyupload
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -16,11 +17,15 @@ import (
 func requestOrigin(r *http.Request) storage.Origin {
 	o := storage.OriginFromRequest(r)
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
-		if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
+		if p := strings.ToLower(firstValue(r.Header.Get("X-Forwarded-Proto"))); p == "http" || p == "https" {
 			o.Scheme = p
 		}
 		if h := firstValue(r.Header.Get("X-Forwarded-Host")); h != "" {
-			o.Host = h
+			// Only a bare host[:port]: the embedded server's handler signs
+			// for the same value.
+			if u, err := url.Parse("//" + h); err == nil && u.Host == h && u.User == nil {
+				o.Host = h
+			}
 		}
 	}
 	return o

@@ -138,10 +138,10 @@ func (s publicStore) ID() string { return s.id }
 
 // Interface guards
 var (
-	_ caddy.Provisioner                = (*Storage)(nil)
-	_ caddyfile.Unmarshaler            = (*Storage)(nil)
-	_ caddyupload.StorageBackend       = (*Storage)(nil)
-	_ storage.ObjectStore              = siteStore{}
-	_ storage.ObjectStore              = publicStore{}
-	_ interface{ ServedBySite() bool } = siteStore{}
+	_ caddy.Provisioner          = (*Storage)(nil)
+	_ caddyfile.Unmarshaler      = (*Storage)(nil)
+	_ caddyupload.StorageBackend = (*Storage)(nil)
+	_ storage.ObjectStore        = siteStore{}
+	_ storage.ObjectStore        = publicStore{}
+	_ storage.SiteServed         = siteStore{}
 )
