@@ -155,6 +155,9 @@ func mismatch(rec *storage.Record, info storage.ObjectInfo) *rejection {
 	if rec.SHA256 != "" && len(info.SHA256) == 32 && hex.EncodeToString(info.SHA256) != rec.SHA256 {
 		return rejectAs(errVerification, "the object's SHA-256 differs from the declared one")
 	}
+	if len(info.Served) > 0 {
+		return rejectAs(errVerification, "the object was stored with headers this module did not sign: %s", strings.Join(info.Served, ", "))
+	}
 	stored, _ := parseMediaType(info.ContentType)
 	if stored != rec.Type {
 		return rejectAs(errVerification, "the object's type is %q, not the declared %s", strings.ToValidUTF8(info.ContentType, ""), rec.Type)
@@ -187,6 +190,7 @@ func (h *Handler) confirm(ctx context.Context, rec *storage.Record, info storage
 		}
 		cur.Status = storage.StatusConfirmed
 		cur.Size = info.Size
+		cur.Internal.ETag = info.ETag
 		cur.ConfirmedAt = &now
 		cur.Internal.UpdatedAt = now
 		return nil
@@ -223,4 +227,30 @@ func (h *Handler) reject(ctx context.Context, rec *storage.Record, rj *rejection
 	}
 	h.notifyWebhook()
 	return rj.answer(rj.reason)
+}
+
+// revoke rejects a confirmed record whose object storage no longer holds as
+// confirmed (replaced through a POST form still valid after confirmation):
+// the record is marked first, so nothing serves it any more, then the
+// replacement is deleted. The application learns it from the webhook's
+// upload.rejected event.
+func (h *Handler) revoke(ctx context.Context, rec *storage.Record, reason string) error {
+	now := time.Now().UTC()
+	_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
+		if cur.Status != storage.StatusConfirmed {
+			return nil
+		}
+		cur.Status = storage.StatusRejected
+		cur.Internal.Reason = reason
+		cur.Internal.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return errLedger(err)
+	}
+	h.notifyWebhook()
+	if err := h.removeObject(ctx, rec); err != nil {
+		return errStorage(err)
+	}
+	return errVerification(reason)
 }

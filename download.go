@@ -1,8 +1,11 @@
 package caddyupload
 
 import (
+	"errors"
 	"mime"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddyupload/caddyupload/storage"
 )
@@ -26,6 +29,9 @@ func (h *Handler) serveDownload(c *call) error {
 		}
 		return pendingState(rec, time.Now())
 	}
+	if err := h.stillConfirmed(c, rec); err != nil {
+		return err
+	}
 	sr, err := h.store.PresignGet(c.ctx(), storage.GetInput{
 		Key:                rec.Key,
 		ContentType:        rec.Type,
@@ -38,5 +44,27 @@ func (h *Handler) serveDownload(c *call) error {
 	c.w.Header().Set("Cache-Control", "no-store")
 	// The Location is a bearer credential: kept out of the access log.
 	redirectPresigned(c.w, c.r, sr.URL)
+	return nil
+}
+
+// stillConfirmed checks that storage holds the object rec was confirmed
+// with: a POST form stays valid until it expires and S3 cannot make it
+// create-only, so a replacement is possible there; it is never served.
+func (h *Handler) stillConfirmed(c *call, rec *storage.Record) error {
+	if rec.Internal.ETag == "" {
+		return nil // confirmed before ETags were recorded
+	}
+	info, err := h.store.Head(c.ctx(), rec.Key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errExpired("the object is no longer in storage")
+	}
+	if err != nil {
+		return errStorage(err)
+	}
+	if info.ETag != rec.Internal.ETag || info.Size != rec.Size {
+		h.logger.Error("a confirmed object was replaced in storage; it is not served and the record is rejected",
+			zap.String("route", h.Name), zap.String("id", rec.ID))
+		return h.revoke(c.ctx(), rec, "the object was replaced after confirmation")
+	}
 	return nil
 }

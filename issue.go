@@ -160,7 +160,8 @@ func (h *Handler) presignSingle(c *call, rec *storage.Record) (storage.SignedReq
 		}
 		return h.store.PresignPost(c.ctx(), in, origin)
 	}
-	in := storage.PutInput{Key: rec.Key, Size: rec.Size, ContentType: rec.Type, TTL: ttl}
+	// Create-only: the URL can never replace the object once it exists.
+	in := storage.PutInput{Key: rec.Key, Size: rec.Size, ContentType: rec.Type, TTL: ttl, IfNoneMatch: true}
 	if rec.SHA256 != "" {
 		in.SHA256, _ = hex.DecodeString(rec.SHA256)
 	}

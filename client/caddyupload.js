@@ -192,7 +192,19 @@ async function sendSingle (file, created, opts) {
   } else {
     req.body = file
   }
-  await withRetries(opts, () => send(req, opts.signal, loaded => opts.onProgress?.(Math.min(loaded, file.size), file.size)))
+  let first = true
+  await withRetries(opts, async () => {
+    try {
+      return await send(req, opts.signal, loaded => opts.onProgress?.(Math.min(loaded, file.size), file.size))
+    } catch (err) {
+      // A PUT URL creates its object once (If-None-Match: *): on a retry,
+      // 412 means an earlier attempt got through. Completion verifies it.
+      if (!first && err.status === 412) return
+      throw err
+    } finally {
+      first = false
+    }
+  })
   opts.onProgress?.(file.size, file.size)
 }
 

@@ -68,6 +68,9 @@ type RecordInternal struct {
 	// ExpiresAt is when a still-pending record is swept.
 	ExpiresAt time.Time `json:"expires_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// ETag is the stored object's ETag when the record was confirmed: a
+	// download first checks that storage still holds that object.
+	ETag string `json:"etag,omitempty"`
 	// Reason says why a record was rejected.
 	Reason string `json:"reason,omitempty"`
 	// Notify asks the ledger to put an Event in its outbox whenever the

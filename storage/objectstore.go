@@ -46,7 +46,11 @@ type PutInput struct {
 	// SHA256 is the optional raw (32-byte) digest of the body; when set it
 	// is signed into the request as x-amz-checksum-sha256.
 	SHA256 []byte
-	TTL    time.Duration
+	// IfNoneMatch signs If-None-Match: *, so that the request creates the
+	// object and fails (412) when it exists: a URL cannot replace what was
+	// uploaded and confirmed through it.
+	IfNoneMatch bool
+	TTL         time.Duration
 }
 
 // PostInput describes a browser form upload (S3 POST policy).
@@ -91,6 +95,11 @@ type ObjectInfo struct {
 	// SHA256 is the stored full-object checksum (raw bytes) when the server
 	// reports one.
 	SHA256 []byte
+	// Served lists the response headers stored with the object that a
+	// download would serve and that uploads never set: Content-Encoding,
+	// Cache-Control, Content-Disposition, Content-Language, Expires. A
+	// client that sent them unsigned with its PUT made storage keep them.
+	Served []string
 }
 
 // Part is a stored part of a multipart upload. ETags are kept unquoted.

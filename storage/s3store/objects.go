@@ -35,6 +35,20 @@ func (s *Store) Head(ctx context.Context, key string) (storage.ObjectInfo, error
 		ContentType: aws.ToString(out.ContentType),
 		ETag:        unquote(aws.ToString(out.ETag)),
 	}
+	for _, h := range []struct {
+		name string
+		set  bool
+	}{
+		{"Content-Encoding", aws.ToString(out.ContentEncoding) != ""},
+		{"Cache-Control", aws.ToString(out.CacheControl) != ""},
+		{"Content-Disposition", aws.ToString(out.ContentDisposition) != ""},
+		{"Content-Language", aws.ToString(out.ContentLanguage) != ""},
+		{"Expires", out.Expires != nil || aws.ToString(out.ExpiresString) != ""},
+	} {
+		if h.set {
+			info.Served = append(info.Served, h.name)
+		}
+	}
 	// A composite checksum (multipart) is not the digest of the object.
 	if out.ChecksumSHA256 != nil && out.ChecksumType != types.ChecksumTypeComposite {
 		if sum, err := base64.StdEncoding.DecodeString(*out.ChecksumSHA256); err == nil && len(sum) == 32 {

@@ -24,7 +24,9 @@ const maxPartSize = 5 << 30
 
 // PresignPut signs a single PUT whose Content-Length, Content-Type and, when
 // in.SHA256 is set, x-amz-checksum-sha256 the server checks against the
-// signature, so a body of another length, type or content is refused.
+// signature, so a body of another length, type or content is refused. With
+// in.IfNoneMatch, If-None-Match: * is signed too: the URL creates the object
+// once and can never overwrite it.
 func (s *Store) PresignPut(ctx context.Context, in storage.PutInput, origin storage.Origin) (storage.SignedRequest, error) {
 	if err := checkKey(in.Key); err != nil {
 		return storage.SignedRequest{}, err
@@ -50,6 +52,10 @@ func (s *Store) PresignPut(ctx context.Context, in storage.PutInput, origin stor
 		sum := base64.StdEncoding.EncodeToString(in.SHA256)
 		sig.checksum = sum
 		out["X-Amz-Checksum-Sha256"] = sum
+	}
+	if in.IfNoneMatch {
+		sig.ifNoneMatch = true
+		out["If-None-Match"] = "*"
 	}
 	signed, exp, err := s.presign(ctx, &sig)
 	if err != nil {

@@ -27,6 +27,7 @@ type sigInput struct {
 	length      int64  // > 0: signed as content-length
 	contentType string // "" = not signed
 	checksum    string // base64 x-amz-checksum-sha256; "" = none
+	ifNoneMatch bool   // signs If-None-Match: * (create only)
 	partNumber  int32  // > 0: partNumber and uploadId are in the query
 	uploadID    string
 	respDisp    string // response-content-disposition; "" = absent
@@ -116,6 +117,9 @@ func (s *Store) presignURL(in *sigInput, t time.Time, accessKey, secret, token s
 	c = append(c, "host:"...)
 	c = append(c, stripExcessSpaces(signingHost(in.t.scheme, in.t.host))...)
 	c = append(c, '\n')
+	if in.ifNoneMatch {
+		c = append(c, "if-none-match:*\n"...)
+	}
 	if in.checksum != "" {
 		c = append(c, "x-amz-checksum-sha256:"...)
 		c = append(c, strings.TrimSpace(stripExcessSpaces(in.checksum))...)
@@ -181,6 +185,10 @@ func appendSignedHeaders(b []byte, in *sigInput, sep string) []byte {
 		b = append(b, sep...)
 	}
 	b = append(b, "host"...)
+	if in.ifNoneMatch {
+		b = append(b, sep...)
+		b = append(b, "if-none-match"...)
+	}
 	if in.checksum != "" {
 		b = append(b, sep...)
 		b = append(b, "x-amz-checksum-sha256"...)

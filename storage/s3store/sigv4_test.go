@@ -117,6 +117,10 @@ func TestPresignMatchesSDK(t *testing.T) {
 				in.SHA256 = sum
 				h["X-Amz-Checksum-Sha256"] = []string{base64.StdEncoding.EncodeToString(sum)}
 			}
+			if rng.IntN(2) == 0 {
+				in.IfNoneMatch = true
+				h["If-None-Match"] = []string{"*"}
+			}
 			sr, err := s.PresignPut(ctx, in, origin)
 			if err != nil {
 				t.Fatal(err)

@@ -1,0 +1,137 @@
+package caddyupload
+
+import (
+	"bytes"
+	"net/http"
+	"testing"
+
+	"github.com/caddyupload/caddyupload/internal/realservers"
+)
+
+// These tests attack the promise that what was confirmed is what storage
+// holds, as the owner of a still-valid upload URL would.
+
+// download follows a download redirect and returns the bytes served.
+func (s *testSite) download(user, id string) (int, []byte) {
+	s.t.Helper()
+	resp := s.call(user, "GET", "/"+id+"/download", nil, nil)
+	if resp.StatusCode != http.StatusFound {
+		return resp.StatusCode, nil
+	}
+	got := do(s.t, http.DefaultClient, mustRequest(s.t, "GET", resp.Header.Get("Location")))
+	return got.StatusCode, got.body
+}
+
+// A PUT URL creates its object once: used again after the upload was
+// confirmed, storage refuses it, and the download serves what was
+// confirmed.
+func TestConfirmedPutCannotBeReplaced(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
+		s := newSite(t, srv)
+		s.load(s.caddyfile(""))
+		original := []byte("original")
+		c := s.create("alice", "a.txt", int64(len(original)), "text/plain")
+		if c.Headers["If-None-Match"] != "*" {
+			t.Errorf("create headers %v: want If-None-Match: *", c.Headers)
+		}
+		if st := s.put(c, original, nil); st != 200 {
+			t.Fatalf("first PUT: %d", st)
+		}
+		if resp := s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("complete: %d", resp.StatusCode)
+		}
+		if st := s.put(c, []byte("replaced"), nil); st != http.StatusPreconditionFailed {
+			t.Errorf("PUT through the same URL after confirmation: %d, want 412", st)
+		}
+		// Leaving the condition out breaks the signature.
+		if st := s.put(c, []byte("replaced"), map[string]string{"If-None-Match": ""}); !refused(st) {
+			t.Errorf("PUT without If-None-Match: %d, want 403", st)
+		}
+		if st, body := s.download("alice", c.ID); st != 200 || !bytes.Equal(body, original) {
+			t.Errorf("download: %d %q, want the confirmed bytes", st, body)
+		}
+	})
+}
+
+// A POST form stays valid after confirmation and S3 cannot make it
+// create-only: a replacement through it is detected, never served, and the
+// record rejected.
+func TestReplacedPostObjectNeverServed(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
+		s := newSite(t, srv)
+		s.load(s.caddyfile("method post"))
+		c := s.create("alice", "a.txt", 8, "text/plain")
+		if st := postForm(t, c, []byte("original")); st >= 300 {
+			t.Fatalf("form upload: %d", st)
+		}
+		if resp := s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("complete: %d", resp.StatusCode)
+		}
+		// Positive control: before the replacement the download works.
+		if st, body := s.download("alice", c.ID); st != 200 || string(body) != "original" {
+			t.Fatalf("download before: %d %q", st, body)
+		}
+		if st := postForm(t, c, []byte("replaced")); st >= 300 {
+			t.Fatalf("second form upload: %d (storage refused it: the attack is moot there)", st)
+		}
+		st, body := s.download("alice", c.ID)
+		if st != 422 || bytes.Contains(body, []byte("replaced")) {
+			t.Errorf("download after the replacement: %d %q, want 422", st, body)
+		}
+		var rec record
+		s.call("alice", "GET", "/"+c.ID, nil, &rec)
+		if rec.Status != "rejected" || s.objectExists(c.Key) {
+			t.Errorf("after the replacement: status %s, object kept %v", rec.Status, s.objectExists(c.Key))
+		}
+	})
+}
+
+// Headers sent unsigned with the PUT are stored and would be served back
+// (Content-Encoding: gzip makes a browser expand bytes nobody verified):
+// such an object is rejected at completion.
+func TestUnsignedStoredHeadersRejected(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
+		s := newSite(t, srv)
+		s.load(s.caddyfile(""))
+		for _, h := range []string{"Content-Encoding", "Cache-Control", "Content-Disposition", "Content-Language", "Expires"} {
+			value := map[string]string{"Content-Encoding": "gzip", "Cache-Control": "public, max-age=31536000",
+				"Content-Disposition": "inline", "Content-Language": "de", "Expires": "Wed, 21 Oct 2037 07:28:00 GMT"}[h]
+			c := s.create("alice", "a.txt", 5, "text/plain")
+			st := s.put(c, []byte("hello"), map[string]string{h: value})
+			if st != 200 {
+				// The server refused the header itself: nothing was stored.
+				t.Logf("%s: storage answered %d", h, st)
+				continue
+			}
+			expectError(t, s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil), 422, "verification_failed")
+			if s.objectExists(c.Key) {
+				t.Errorf("%s: the object was kept", h)
+			}
+		}
+		// Positive control: the same upload without the header confirms.
+		c := s.create("alice", "a.txt", 5, "text/plain")
+		if st := s.put(c, []byte("hello"), nil); st != 200 {
+			t.Fatalf("PUT: %d", st)
+		}
+		if resp := s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("complete: %d", resp.StatusCode)
+		}
+	})
+}
+
+// A declared sha256 is verified by storage for single PUTs; where it could
+// not be (POST forms, multipart), it is refused up front rather than passed
+// on to the application unverified.
+func TestSHA256RefusedWhereUnverifiable(t *testing.T) {
+	s := newSite(t, oneServer(t))
+	sum := "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+	s.load(s.caddyfile("method post\n multipart_threshold 5MiB"))
+	expectError(t, s.call("alice", "POST", "/", map[string]any{"filename": "a.txt", "size": 5, "type": "text/plain", "sha256": sum}, nil), 400, "invalid_request")
+	s.load(s.caddyfile("multipart_threshold 5MiB"))
+	expectError(t, s.call("alice", "POST", "/", map[string]any{"filename": "a.bin", "size": 6 << 20, "type": "application/octet-stream", "sha256": sum}, nil), 400, "invalid_request")
+	// Positive control: a single PUT takes it, signed.
+	var c created
+	if resp := s.call("alice", "POST", "/", map[string]any{"filename": "a.txt", "size": 5, "type": "text/plain", "sha256": sum}, &c); resp.StatusCode != 201 || c.Headers["X-Amz-Checksum-Sha256"] == "" {
+		t.Fatalf("create with sha256: %d %+v", resp.StatusCode, c.Headers)
+	}
+}
