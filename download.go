@@ -33,8 +33,11 @@ func (h *Handler) serveDownload(c *call) error {
 		return err
 	}
 	sr, err := h.store.PresignGet(c.ctx(), storage.GetInput{
-		Key:                rec.Key,
-		ContentType:        rec.Type,
+		Key:         rec.Key,
+		ContentType: rec.Type,
+		// Browsers send Cache-Control with uploads and storage keeps it;
+		// a download is private and short-lived whatever was stored.
+		CacheControl:       "private, no-store",
 		ContentDisposition: mime.FormatMediaType("attachment", map[string]string{"filename": rec.Filename}),
 		TTL:                time.Duration(h.DownloadTTL),
 	}, h.origin(c.r))

@@ -93,8 +93,8 @@ func TestUnsignedStoredHeadersRejected(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
 		s := newSite(t, srv)
 		s.load(s.caddyfile(""))
-		for _, h := range []string{"Content-Encoding", "Cache-Control", "Content-Disposition", "Content-Language", "Expires"} {
-			value := map[string]string{"Content-Encoding": "gzip", "Cache-Control": "public, max-age=31536000",
+		for _, h := range []string{"Content-Encoding", "Content-Disposition", "Content-Language", "Expires"} {
+			value := map[string]string{"Content-Encoding": "gzip",
 				"Content-Disposition": "inline", "Content-Language": "de", "Expires": "Wed, 21 Oct 2037 07:28:00 GMT"}[h]
 			c := s.create("alice", "a.txt", 5, "text/plain")
 			st := s.put(c, []byte("hello"), map[string]string{h: value})
@@ -108,13 +108,20 @@ func TestUnsignedStoredHeadersRejected(t *testing.T) {
 				t.Errorf("%s: the object was kept", h)
 			}
 		}
-		// Positive control: the same upload without the header confirms.
+		// Positive control: the same upload without those headers
+		// confirms. Cache-Control, which browsers send on their own, is
+		// kept in storage but overridden by the download.
 		c := s.create("alice", "a.txt", 5, "text/plain")
-		if st := s.put(c, []byte("hello"), nil); st != 200 {
+		if st := s.put(c, []byte("hello"), map[string]string{"Cache-Control": "public, max-age=31536000"}); st != 200 {
 			t.Fatalf("PUT: %d", st)
 		}
 		if resp := s.call("alice", "POST", "/"+c.ID+"/complete", nil, nil); resp.StatusCode != 200 {
 			t.Fatalf("complete: %d", resp.StatusCode)
+		}
+		resp := s.call("alice", "GET", "/"+c.ID+"/download", nil, nil)
+		got := do(t, http.DefaultClient, mustRequest(t, "GET", resp.Header.Get("Location")))
+		if got.StatusCode != 200 || got.Header.Get("Cache-Control") != "private, no-store" {
+			t.Errorf("download: %d, Cache-Control %q, want the override", got.StatusCode, got.Header.Get("Cache-Control"))
 		}
 	})
 }

@@ -68,8 +68,10 @@ type PostInput struct {
 // GetInput describes a presigned download.
 type GetInput struct {
 	Key string
-	// ContentDisposition and ContentType override the response headers
-	// (response-content-disposition / response-content-type).
+	// CacheControl, ContentDisposition and ContentType override the
+	// response headers (response-cache-control, -content-disposition,
+	// -content-type), whatever is stored with the object.
+	CacheControl       string
 	ContentDisposition string
 	ContentType        string
 	TTL                time.Duration
@@ -96,9 +98,11 @@ type ObjectInfo struct {
 	// reports one.
 	SHA256 []byte
 	// Served lists the response headers stored with the object that a
-	// download would serve and that uploads never set: Content-Encoding,
-	// Cache-Control, Content-Disposition, Content-Language, Expires. A
+	// download would serve as they are and that uploads never set:
+	// Content-Encoding, Content-Disposition, Content-Language, Expires. A
 	// client that sent them unsigned with its PUT made storage keep them.
+	// (Cache-Control, which browsers send on their own, is overridden at
+	// download instead.)
 	Served []string
 }
 

@@ -40,7 +40,6 @@ func (s *Store) Head(ctx context.Context, key string) (storage.ObjectInfo, error
 		set  bool
 	}{
 		{"Content-Encoding", aws.ToString(out.ContentEncoding) != ""},
-		{"Cache-Control", aws.ToString(out.CacheControl) != ""},
 		{"Content-Disposition", aws.ToString(out.ContentDisposition) != ""},
 		{"Content-Language", aws.ToString(out.ContentLanguage) != ""},
 		{"Expires", out.Expires != nil || aws.ToString(out.ExpiresString) != ""},

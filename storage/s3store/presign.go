@@ -106,7 +106,7 @@ func (s *Store) PresignGet(ctx context.Context, in storage.GetInput, origin stor
 		return storage.SignedRequest{}, err
 	}
 	signed, exp, err := s.presign(ctx, &sigInput{method: http.MethodGet, t: s.targetFor(origin), key: in.Key, ttl: ttl,
-		respDisp: in.ContentDisposition, respType: in.ContentType})
+		respCache: in.CacheControl, respDisp: in.ContentDisposition, respType: in.ContentType})
 	if err != nil {
 		return storage.SignedRequest{}, err
 	}

@@ -30,6 +30,7 @@ type sigInput struct {
 	ifNoneMatch bool   // signs If-None-Match: * (create only)
 	partNumber  int32  // > 0: partNumber and uploadId are in the query
 	uploadID    string
+	respCache   string // response-cache-control; "" = absent
 	respDisp    string // response-content-disposition; "" = absent
 	respType    string // response-content-type; "" = absent
 }
@@ -70,6 +71,10 @@ func (s *Store) presignURL(in *sigInput, t time.Time, accessKey, secret, token s
 	if in.partNumber > 0 {
 		q = append(q, "&partNumber="...)
 		q = strconv.AppendInt(q, int64(in.partNumber), 10)
+	}
+	if in.respCache != "" {
+		q = append(q, "&response-cache-control="...)
+		q = queryChars.Append(q, in.respCache)
 	}
 	if in.respDisp != "" {
 		q = append(q, "&response-content-disposition="...)

@@ -140,6 +140,9 @@ func TestPresignMatchesSDK(t *testing.T) {
 		case 2:
 			in := storage.GetInput{Key: key, TTL: ttl}
 			if rng.IntN(2) == 0 {
+				in.CacheControl = pick("private, no-store", randStr(1+rng.IntN(20), true))
+			}
+			if rng.IntN(2) == 0 {
 				in.ContentDisposition = `attachment; filename="` + randStr(rng.IntN(20), true) + `"`
 			}
 			if rng.IntN(2) == 0 {
@@ -151,6 +154,9 @@ func TestPresignMatchesSDK(t *testing.T) {
 			}
 			ttl, _ := checkTTL(in.TTL)
 			q := expiresQuery(ttl)
+			if in.CacheControl != "" {
+				q += "&response-cache-control=" + url.QueryEscape(in.CacheControl)
+			}
 			if in.ContentDisposition != "" {
 				q += "&response-content-disposition=" + url.QueryEscape(in.ContentDisposition)
 			}
