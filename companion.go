@@ -132,6 +132,14 @@ func (h *Handler) serveCompanionSign(c *call) error {
 	if err := receivingParts(rec); err != nil {
 		return err
 	}
+	rj, err := h.overLimit(c, rec)
+	if err != nil {
+		return err
+	}
+	if rj != nil {
+		// The upload can only fail now: end it before more bytes land.
+		return h.reject(c.ctx(), rec, rj)
+	}
 	last := c.r.URL.Path[strings.LastIndexByte(c.r.URL.Path, '/')+1:]
 	if last == "batch" {
 		urls := make(map[string]string)

@@ -2,7 +2,9 @@ package caddyupload
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 
 	"github.com/caddyupload/caddyupload/internal/realservers"
@@ -141,4 +143,49 @@ func TestSHA256RefusedWhereUnverifiable(t *testing.T) {
 	if resp := s.call("alice", "POST", "/", map[string]any{"filename": "a.txt", "size": 5, "type": "text/plain", "sha256": sum}, &c); resp.StatusCode != 201 || c.Headers["X-Amz-Checksum-Sha256"] == "" {
 		t.Fatalf("create with sha256: %d %+v", resp.StatusCode, c.Headers)
 	}
+}
+
+// Parts of an upload created without a size (Uppy's) carry no signed
+// length: they are signed only while the stored ones fit the route's limit,
+// and never more of them than the limit can hold.
+func TestUnsizedPartsBounded(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
+		s := newSite(t, srv)
+		s.load(s.caddyfile("max_size 12MiB"))
+		create := func() (string, string) {
+			var m struct {
+				Key      string `json:"key"`
+				UploadID string `json:"uploadId"`
+			}
+			if resp := s.call("alice", "POST", "/s3/multipart", map[string]any{"filename": "v.bin", "type": "application/octet-stream"}, &m); resp.StatusCode != 200 {
+				t.Fatalf("create: %d", resp.StatusCode)
+			}
+			return m.Key, m.UploadID
+		}
+		sign := func(key, id string, n int) *http.Response {
+			return s.call("alice", "GET", fmt.Sprintf("/s3/multipart/%s/%d?key=%s", id, n, url.QueryEscape(key)), nil, nil)
+		}
+
+		// More parts than 12 MiB can hold at 5 MiB each: refused.
+		key, id := create()
+		expectError(t, sign(key, id, 4), 413, "too_large")
+
+		// Storage holds more than the limit: the next part is refused and
+		// the upload ended, its parts gone.
+		s.uppyParts(key, id, 5<<20, 8<<20)
+		expectError(t, sign(key, id, 3), 413, "too_large")
+		var rec record
+		s.call("alice", "GET", "/"+id, nil, &rec)
+		if rec.Status != "rejected" {
+			t.Errorf("after an oversized part: status %s", rec.Status)
+		}
+		expectError(t, s.call("alice", "GET", "/s3/multipart/"+id+"?key="+url.QueryEscape(key), nil, nil), 422, "verification_failed")
+
+		// Positive control: parts within the limit are signed and confirm.
+		key, id = create()
+		parts := s.uppyParts(key, id, 5<<20, 5<<20, 2<<20)
+		if resp := s.call("alice", "POST", "/s3/multipart/"+id+"/complete?key="+url.QueryEscape(key), map[string]any{"parts": parts}, nil); resp.StatusCode != 200 {
+			t.Fatalf("complete within the limit: %d", resp.StatusCode)
+		}
+	})
 }

@@ -93,7 +93,10 @@ func (h *Handler) serveSignParts(c *call) error {
 func (h *Handler) signPart(c *call, rec *storage.Record, n int32) (storage.SignedRequest, error) {
 	last := rec.Internal.PartCount
 	if last == 0 {
-		last = maxParts
+		last = unsizedParts(rec.Internal.MaxSize)
+		if n > last {
+			return storage.SignedRequest{}, errTooLarge(fmt.Sprintf("this route's limit of %d bytes takes at most %d parts of 5 MiB or more", rec.Internal.MaxSize, last))
+		}
 	}
 	if n < 1 || n > last {
 		return storage.SignedRequest{}, errInvalid(fmt.Sprintf("part numbers must be between 1 and %d", last))
@@ -105,6 +108,39 @@ func (h *Handler) signPart(c *call, rec *storage.Record, n int32) (storage.Signe
 		return sr, errStorage(err)
 	}
 	return sr, nil
+}
+
+// unsizedParts bounds the part numbers of an upload whose client picks its
+// own parts: every part but the last has at least 5 MiB, so more than this
+// many parts cannot fit in limit bytes.
+func unsizedParts(limit int64) int32 {
+	if limit <= 0 {
+		return maxParts
+	}
+	return int32(min(limit/minPartSize+1, maxParts))
+}
+
+// overLimit reports, for an upload whose client picks its own parts,
+// whether storage already holds more bytes than the record allows: its
+// parts carry no signed length, so each new part is signed only while the
+// stored ones fit. Parts signed at the same time can overshoot by one part
+// each; completion checks the total again.
+func (h *Handler) overLimit(c *call, rec *storage.Record) (*rejection, error) {
+	if rec.Internal.PartCount > 0 || rec.Internal.MaxSize == 0 {
+		return nil, nil
+	}
+	parts, err := h.storedParts(c, rec)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, p := range parts {
+		total += p.Size
+	}
+	if total > rec.Internal.MaxSize {
+		return rejectAs(errTooLarge, "the parts hold %d bytes, over this route's limit of %d", total, rec.Internal.MaxSize), nil
+	}
+	return nil, nil
 }
 
 // pendingMultipart loads the caller's multipart record that may still
