@@ -26,5 +26,13 @@ go test -race -count=1 -timeout 30m ./...
 echo "== benchmarks build (run with bench/run.sh)"
 go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
 
+echo "== xcaddy build (the handler as xcaddy users build it) and list-modules"
+xbin=$(mktemp -d)
+trap 'rm -rf "$xbin"' EXIT
+scripts/xcaddy-build.sh "$xbin/caddy"
+for m in http.handlers.upload upload.storage.s3 upload.ledger.bolt admin.api.upload; do
+  "$xbin/caddy" list-modules | grep -qx "$m" || { echo "test.sh: the xcaddy build lacks module $m" >&2; exit 1; }
+done
+
 echo "== browser tests (headless Chromium, real Uppy)"
 scripts/browser-test.sh

@@ -59,6 +59,16 @@ fi
 # the working directory. The workspace file must not leak into xcaddy's
 # temporary module.
 cd "$root"
+# xcaddy asks the module proxy for this module's versions before applying
+# the replace directive; the module is not published, and a proxy answers
+# that with 404 or 403. Ending the proxy list with "|off" turns any answer
+# into "not found", so go uses the local copy; every other module still
+# comes from the proxy.
+proxy=${GOPROXY:-$(go env GOPROXY)}
+case $proxy in
+  *off) ;;
+  *) export GOPROXY="${proxy%,direct}|off" ;;
+esac
 case $output in /*) ;; *) output=$root/$output ;; esac
 echo "xcaddy-build: Caddy $caddy_version ${with[*]} -> $output" >&2
 GOWORK=off "$xcaddy" build "$caddy_version" "${with[@]}" --output "$output"
