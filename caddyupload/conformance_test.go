@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/http"
 	"os/exec"
 	"syscall"
@@ -72,5 +71,5 @@ func randomHex(t testing.TB, n int) string {
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%s", hex.EncodeToString(b))
+	return hex.EncodeToString(b)
 }

@@ -241,7 +241,7 @@ func (r *report) summaryTable() string {
 type profileSummary struct {
 	requests, cpu, wall float64
 	load                loadResult
-	top, cum            string
+	top                 string
 	groups              []profileGroup
 }
 

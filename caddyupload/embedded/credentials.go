@@ -43,7 +43,8 @@ func loadOrCreateCredentials(path string) (storedCredentials, error) {
 	}
 	defer os.Remove(tmp.Name())
 	// CreateTemp makes the file 0600.
-	if _, err := tmp.Write(data); err == nil {
+	_, err = tmp.Write(data)
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

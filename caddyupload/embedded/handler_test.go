@@ -104,12 +104,6 @@ func signedQuery(t *testing.T) string {
 	return "?" + u.RawQuery
 }
 
-// at makes the handler's clock read d from now for the rest of the test.
-func at(t *testing.T, d time.Duration) {
-	now = func() time.Time { return time.Now().Add(d) }
-	t.Cleanup(func() { now = time.Now })
-}
-
 // serve runs r through h and reports whether the next handler ran.
 func serve(h *Handler, r *http.Request) (*httptest.ResponseRecorder, bool) {
 	w := httptest.NewRecorder()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyupload/caddyupload/storage"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // op is one queued write.
@@ -105,7 +106,7 @@ func (l *Ledger) runBatch(ops []*op) {
 
 	tx, err := l.db.Begin(true)
 	if err != nil {
-		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			err = ErrClosed
 		}
 		for i := range results {

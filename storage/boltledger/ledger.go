@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyupload/caddyupload/storage"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Bucket names, created once at Open.
@@ -100,7 +101,7 @@ func Open(path string, opts Options) (*Ledger, error) {
 	created := errors.Is(statErr, os.ErrNotExist)
 
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, &lockedError{path: path}
 	}
 	if err != nil {
@@ -185,7 +186,9 @@ func (e *lockedError) Error() string {
 		"to change the config of a running Caddy use `caddy reload`)", e.path)
 }
 
-func (e *lockedError) Is(target error) bool { return target == ErrLocked || target == bolt.ErrTimeout }
+func (e *lockedError) Is(target error) bool {
+	return target == ErrLocked || target == berrors.ErrTimeout
+}
 
 var (
 	_ storage.Ledger = (*Ledger)(nil)

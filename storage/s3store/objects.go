@@ -42,7 +42,7 @@ func (s *Store) Head(ctx context.Context, key string) (storage.ObjectInfo, error
 		{"Content-Encoding", aws.ToString(out.ContentEncoding) != ""},
 		{"Content-Disposition", aws.ToString(out.ContentDisposition) != ""},
 		{"Content-Language", aws.ToString(out.ContentLanguage) != ""},
-		{"Expires", out.Expires != nil || aws.ToString(out.ExpiresString) != ""},
+		{"Expires", aws.ToString(out.ExpiresString) != ""},
 	} {
 		if h.set {
 			info.Served = append(info.Served, h.name)
