@@ -19,6 +19,19 @@ echo "== go vet"
 go vet ./...
 (cd caddyupload && go vet ./...)
 
+echo "== staticcheck"
+cache=${CADDYUPLOAD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/caddyupload}
+staticcheck=$cache/bin/staticcheck-v0.8.2
+if [ ! -x "$staticcheck" ]; then
+  mkdir -p "$cache/bin"
+  sc_tmp=$(mktemp -d)
+  GOWORK=off GOBIN=$sc_tmp go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+  mv "$sc_tmp/staticcheck" "$staticcheck"
+  rmdir "$sc_tmp"
+fi
+"$staticcheck" ./...
+(cd caddyupload && "$staticcheck" ./...)
+
 echo "== go test (race detector on)"
 go test -race -count=1 -timeout 30m ./...
 (cd caddyupload && go test -race -count=1 -timeout 30m ./...)
