@@ -165,11 +165,17 @@ func (s *site) tryUpload(content string) (string, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		req, _ := http.NewRequest(c.Method, c.URL, strings.NewReader(content))
-		req.Header.Set("Content-Type", "text/plain")
+		for k, v := range c.Headers {
+			if k != "Content-Length" {
+				req.Header.Set(k, v)
+			}
+		}
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// The URL creates its object once: on a retry, 412 says the
+			// first attempt got through (completion verifies it).
+			if resp.StatusCode == http.StatusOK || attempt > 0 && resp.StatusCode == http.StatusPreconditionFailed {
 				break
 			}
 			err = fmt.Errorf("PUT: %s", resp.Status)

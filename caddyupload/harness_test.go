@@ -63,6 +63,7 @@ type site struct {
 	S3Port    int
 	MaxSize   string
 	S3Options string // more lines for the embedded_s3 global option
+	Global    string // more global options
 	Upload    string // more lines for the upload block
 	Site      string // more lines for the site block
 
@@ -71,6 +72,7 @@ type site struct {
 
 var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	admin 127.0.0.1:{{.Admin}}
+	{{.Global}}
 	embedded_s3 {
 		listen 127.0.0.1:{{.S3Port}}
 		data_dir {{.Dir}}/s3

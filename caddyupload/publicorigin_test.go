@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -31,7 +32,11 @@ func TestPublicOriginBehindTLSProxy(t *testing.T) {
 	// The proxy forwards the request over plain HTTP, Host unchanged.
 	forwarded := "http" + strings.TrimPrefix(c.URL, "https")
 	req, _ := http.NewRequest(http.MethodPut, forwarded, bytes.NewReader([]byte(content)))
-	req.Header.Set("Content-Type", c.Headers["Content-Type"])
+	for k, v := range c.Headers {
+		if k != "Content-Length" {
+			req.Header.Set(k, v)
+		}
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -57,5 +62,66 @@ func TestPublicOriginBehindTLSProxy(t *testing.T) {
 	plain.start(t)
 	if c := plain.create(t, "note.txt", 1, "text/plain"); !strings.HasPrefix(c.URL, plain.base()+"/caddyupload/") {
 		t.Fatalf("without public_origin: presigned URL %q, want %s/caddyupload/", c.URL, plain.base())
+	}
+}
+
+// TestForwardedOriginFromTrustedProxy: behind a TLS-terminating proxy that
+// Caddy trusts, presigned URLs take the origin the proxy reports, and the
+// embedded server accepts them as the proxy forwards them; a client that is
+// not a trusted proxy cannot choose the origin (control).
+func TestForwardedOriginFromTrustedProxy(t *testing.T) {
+	t.Parallel()
+	const host = "uploads.example.test"
+	createVia := func(s *site) created {
+		req, _ := http.NewRequest(http.MethodPost, s.base()+"/uploads/", strings.NewReader(`{"filename":"a.txt","size":5,"type":"text/plain"}`))
+		req.SetBasicAuth(user, password)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set("X-Forwarded-Host", host)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var c created
+		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("create: %d %v", resp.StatusCode, err)
+		}
+		return c
+	}
+
+	s := newSite(t)
+	s.Global = "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"
+	s.start(t)
+	c := createVia(s)
+	if !strings.HasPrefix(c.URL, "https://"+host+"/caddyupload/") {
+		t.Fatalf("presigned URL %q, want it for https://%s", c.URL, host)
+	}
+	// The proxy forwards the PUT over plain HTTP with the forwarded host.
+	u, _ := url.Parse(c.URL)
+	req, _ := http.NewRequest(http.MethodPut, s.base()+u.RequestURI(), strings.NewReader("hello"))
+	for k, v := range c.Headers {
+		if k != "Content-Length" {
+			req.Header.Set(k, v)
+		}
+	}
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-Host", host)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("forwarded PUT: %d %s", resp.StatusCode, body)
+	}
+	s.complete(t, c.ID)
+
+	// Control: the same headers from a client Caddy does not trust.
+	plain := newSite(t)
+	plain.start(t)
+	if c := createVia(plain); !strings.HasPrefix(c.URL, plain.base()+"/caddyupload/") {
+		t.Fatalf("untrusted X-Forwarded-*: presigned URL %q, want %s/caddyupload/", c.URL, plain.base())
 	}
 }
