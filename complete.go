@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -100,7 +101,7 @@ func (h *Handler) complete(c *call, rec *storage.Record, want *completeRequest, 
 
 // answerRecord answers a completion with the record.
 func (h *Handler) answerRecord(c *call) func(*storage.Record) {
-	return func(rec *storage.Record) { writeJSON(c.w, 200, rec) }
+	return func(rec *storage.Record) { writeJSON(c.w, http.StatusOK, rec) }
 }
 
 // rejection is a verification failure: the stored object is not what the
