@@ -56,6 +56,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_size             <size>
 //	    min_size             <size>
 //	    types                <type...>
+//	    content_check        on|off
+//	    max_image_width      <pixels>
+//	    max_image_height     <pixels>
+//	    max_image_pixels     <pixels>
 //	    key                  <template>
 //	    method               put|post
 //	    url_ttl              <duration>
@@ -119,6 +123,24 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(u.TrustedOrigins) == 0 {
 				return d.ArgErr()
 			}
+		case "content_check":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				switch v {
+				case "on":
+					u.DisableContentCheck = false
+				case "off":
+					u.DisableContentCheck = true
+				default:
+					return d.Errf("content_check: expected on or off, got %q", v)
+				}
+			}
+		case "max_image_width":
+			err = pixelsArg(d, &u.MaxImageWidth)
+		case "max_image_height":
+			err = pixelsArg(d, &u.MaxImageHeight)
+		case "max_image_pixels":
+			err = pixelsArg(d, &u.MaxImagePixels)
 		case "max_size":
 			err = sizeArg(d, &u.MaxSize)
 		case "min_size":

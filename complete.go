@@ -140,6 +140,11 @@ func (h *Handler) verifyStored(c *call, rec *storage.Record, want *completeReque
 	if rj := mismatch(rec, info); rj != nil {
 		return info, rj
 	}
+	if rj, err := h.checkContent(c.ctx(), rec, info); err != nil {
+		return info, errStorage(err)
+	} else if rj != nil {
+		return info, rj
+	}
 	return info, nil
 }
 

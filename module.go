@@ -130,6 +130,25 @@ type Handler struct {
 	// DisableSweeper turns the in-process sweeper off (e.g. when another
 	// instance sharing the ledger runs it). Default: false.
 	DisableSweeper bool `json:"disable_sweeper,omitempty"`
+	// DisableContentCheck turns off the check, at completion, that the
+	// stored bytes are what was declared: the object's first bytes
+	// (at most 4 KiB, one ranged GET) are sniffed, and an object whose
+	// content contradicts its declared type or the route's Types (an
+	// executable or HTML declared image/png) is deleted and its record
+	// rejected. Default: false, the check is on: Types is only as strong
+	// as the declared type is honest, and the check costs one small read.
+	DisableContentCheck bool `json:"disable_content_check,omitempty"`
+	// MaxImageWidth is the widest image, in pixels, the route confirms;
+	// dimensions are read from the image's header at completion. Limits
+	// apply to PNG, JPEG and GIF; an image of another format is rejected
+	// on a route that sets any limit. Default: 0, no limit.
+	MaxImageWidth int64 `json:"max_image_width,omitempty"`
+	// MaxImageHeight is the tallest image, in pixels, the route confirms.
+	// Default: 0, no limit.
+	MaxImageHeight int64 `json:"max_image_height,omitempty"`
+	// MaxImagePixels limits width × height, the memory a decoder needs
+	// (a small file can declare a huge image). Default: 0, no limit.
+	MaxImagePixels int64 `json:"max_image_pixels,omitempty"`
 
 	store  storage.ObjectStore
 	ledger storage.Ledger
