@@ -43,7 +43,7 @@ func TestSingleUploadLifecycle(t *testing.T) {
 		s := newSite(t, srv)
 		s.load(s.caddyfile("max_size 1MiB\n types image/png text/plain\n key files/{user}/{uuid}{ext}"))
 
-		body := randomBytes(1000)
+		body := pngOfSize(t, 1000)
 		c := s.create("alice", "photo.PNG", int64(len(body)), "image/png")
 		if c.Status != "pending" || c.Method != "PUT" || len(c.ID) != idLen || c.URL == "" {
 			t.Fatalf("create answer: %+v", c)

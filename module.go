@@ -218,6 +218,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("storage module %T is not a StorageBackend", mod)
 	}
 	h.store = sb.ObjectStore()
+	if err := h.provisionContentCheck(); err != nil {
+		return err
+	}
 
 	if h.LedgerRaw != nil {
 		mod, err = ctx.LoadModule(h, "LedgerRaw")
@@ -329,6 +332,9 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("trusted_origins: %v", err)
 		}
 		h.TrustedOrigins[i] = n
+	}
+	if err := h.validateContentCheck(); err != nil {
+		return err
 	}
 	if !strings.HasPrefix(h.Subject, "{") || !strings.HasSuffix(h.Subject, "}") {
 		return fmt.Errorf("subject must be one placeholder, such as {http.auth.user.id}, not %q", h.Subject)

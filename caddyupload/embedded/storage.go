@@ -144,4 +144,6 @@ var (
 	_ storage.ObjectStore        = siteStore{}
 	_ storage.ObjectStore        = publicStore{}
 	_ storage.SiteServed         = siteStore{}
+	_ storage.PrefixReader       = siteStore{}
+	_ storage.PrefixReader       = publicStore{}
 )
