@@ -80,6 +80,7 @@ func benchCreate(b *testing.B, groupCommit bool) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req := httptest.NewRequest("POST", "/", strings.NewReader(benchCreateBody))
+			req.Header.Set("Content-Type", "application/json")
 			req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
 			w := httptest.NewRecorder()
 			if err := h.ServeHTTP(w, req, nil); err != nil || w.Code != 201 {
@@ -112,6 +113,7 @@ func BenchmarkSignParts(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req := httptest.NewRequest("POST", "/"+rec.ID+"/parts", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
 			w := httptest.NewRecorder()
 			if err := h.ServeHTTP(w, req, nil); err != nil || w.Code != 200 {
 				b.Fatalf("%d %v %s", w.Code, err, w.Body)
