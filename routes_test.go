@@ -1,6 +1,7 @@
 package caddyupload
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
@@ -81,4 +82,18 @@ func TestMinSizeWithoutDeclaredSize(t *testing.T) {
 			t.Fatalf("an upload over min_size: %d", resp.StatusCode)
 		}
 	})
+}
+
+// A storage server that cannot be reached never passes for one that
+// refused a request: attack tests that expect a refusal cannot pass because
+// a server was down.
+func TestRefusalIsNotAnOutage(t *testing.T) {
+	port := realservers.FreePort(t) // nothing listens there
+	st, err := tryPut(fmt.Sprintf("http://127.0.0.1:%d/b/k", port), nil, []byte("abc"))
+	if err == nil || refusal(st, err) {
+		t.Fatalf("a failed dial (%d, %v) counted as a refusal", st, err)
+	}
+	if !refusal(http.StatusForbidden, nil) || refusal(http.StatusOK, nil) {
+		t.Fatal("403 must be a refusal and 200 must not")
+	}
 }
