@@ -48,16 +48,7 @@ func TestCompanionMultipart(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
 		s := newSite(t, srv)
 		s.load(s.caddyfile("max_size 12MiB"))
-		create := func() (string, string) {
-			var m struct {
-				Key      string `json:"key"`
-				UploadID string `json:"uploadId"`
-			}
-			if resp := s.call("alice", "POST", "/s3/multipart", map[string]any{"filename": "v.bin", "type": "application/octet-stream", "metadata": map[string]string{"name": "v.bin"}}, &m); resp.StatusCode != 200 || m.UploadID == "" || m.Key == "" {
-				t.Fatalf("create: %d %+v", resp.StatusCode, m)
-			}
-			return m.Key, m.UploadID
-		}
+		create := s.uppyCreate
 		upload := s.uppyParts
 
 		key, id := create()

@@ -341,6 +341,20 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func ledgerPath(s *testSite) string { return filepath.Join(s.dir, "ledger.db") }
 
+// uppyCreate starts a multipart upload through the Companion route, as
+// Uppy does (with no size), and returns its key and uploadId.
+func (s *testSite) uppyCreate() (key, uploadID string) {
+	s.t.Helper()
+	var m struct {
+		Key      string `json:"key"`
+		UploadID string `json:"uploadId"`
+	}
+	if resp := s.call("alice", "POST", "/s3/multipart", map[string]any{"filename": "v.bin", "type": "application/octet-stream", "metadata": map[string]string{"name": "v.bin"}}, &m); resp.StatusCode != 200 || m.UploadID == "" || m.Key == "" {
+		s.t.Fatalf("create: %d %+v", resp.StatusCode, m)
+	}
+	return m.Key, m.UploadID
+}
+
 // uppyParts signs and uploads parts of the given sizes of a Companion
 // multipart upload, as Uppy does (it picks its own part sizes).
 func (s *testSite) uppyParts(key, id string, sizes ...int) []companionPart {

@@ -152,16 +152,7 @@ func TestUnsizedPartsBounded(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
 		s := newSite(t, srv)
 		s.load(s.caddyfile("max_size 12MiB"))
-		create := func() (string, string) {
-			var m struct {
-				Key      string `json:"key"`
-				UploadID string `json:"uploadId"`
-			}
-			if resp := s.call("alice", "POST", "/s3/multipart", map[string]any{"filename": "v.bin", "type": "application/octet-stream"}, &m); resp.StatusCode != 200 {
-				t.Fatalf("create: %d", resp.StatusCode)
-			}
-			return m.Key, m.UploadID
-		}
+		create := s.uppyCreate
 		sign := func(key, id string, n int) *http.Response {
 			return s.call("alice", "GET", fmt.Sprintf("/s3/multipart/%s/%d?key=%s", id, n, url.QueryEscape(key)), nil, nil)
 		}

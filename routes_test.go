@@ -51,16 +51,7 @@ func TestMinSizeWithoutDeclaredSize(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
 		s := newSite(t, srv)
 		s.load(s.caddyfile("min_size 6MiB\n max_size 20MiB"))
-		create := func() (string, string) {
-			var m struct {
-				Key      string `json:"key"`
-				UploadID string `json:"uploadId"`
-			}
-			if resp := s.call("alice", "POST", "/s3/multipart", map[string]any{"filename": "v.bin", "type": "application/octet-stream"}, &m); resp.StatusCode != 200 {
-				t.Fatalf("create: %d", resp.StatusCode)
-			}
-			return m.Key, m.UploadID
-		}
+		create := s.uppyCreate
 		upload := s.uppyParts
 		complete := func(key, id string, parts []companionPart) *http.Response {
 			return s.call("alice", "POST", "/s3/multipart/"+id+"/complete?key="+url.QueryEscape(key), map[string]any{"parts": parts}, nil)

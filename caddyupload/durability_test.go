@@ -165,11 +165,7 @@ func (s *site) tryUpload(content string) (string, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		req, _ := http.NewRequest(c.Method, c.URL, strings.NewReader(content))
-		for k, v := range c.Headers {
-			if k != "Content-Length" {
-				req.Header.Set(k, v)
-			}
-		}
+		setSigned(req, c)
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
