@@ -26,8 +26,10 @@ func (h *Handler) abort(c *call, rec *storage.Record) error {
 	case storage.StatusPending, storage.StatusConfirmed:
 		rec, err = h.ledger.Update(c.ctx(), rec.ID, func(cur *storage.Record) error {
 			if cur.Status == storage.StatusPending || cur.Status == storage.StatusConfirmed {
+				now := time.Now().UTC()
 				cur.Status = storage.StatusAborted
-				cur.Internal.UpdatedAt = time.Now().UTC()
+				cur.Internal.UpdatedAt = now
+				h.recheckAfterURLs(cur, now)
 			}
 			return nil
 		})
@@ -53,4 +55,22 @@ func (h *Handler) removeObject(ctx context.Context, rec *storage.Record) error {
 		}
 	}
 	return h.store.Delete(ctx, rec.Key)
+}
+
+// urlSkew is how long after its expiry a storage server may still accept
+// a presigned URL: SigV4 servers allow 15 minutes of clock skew.
+var urlSkew = 15 * time.Minute
+
+// recheckAfterURLs is called as cur is closed (aborted or rejected): while
+// its upload URL can still be used, the object can be written again after
+// it was removed, so the sweeper removes it once more when no URL can. Part
+// URLs die with their multipart upload.
+func (h *Handler) recheckAfterURLs(cur *storage.Record, now time.Time) {
+	if cur.Internal.Kind == storage.KindMultipart {
+		return
+	}
+	if deadline := cur.CreatedAt.Add(time.Duration(h.URLTTL) + urlSkew); deadline.After(now) {
+		cur.Internal.Recheck = true
+		cur.Internal.ExpiresAt = deadline
+	}
 }

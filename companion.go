@@ -80,7 +80,7 @@ type companionCreateRequest struct {
 // serveCompanionCreate handles POST /s3/multipart.
 func (h *Handler) serveCompanionCreate(c *call) error {
 	var req companionCreateRequest
-	if e := decodeBody(c.w, c.r, &req); e != nil {
+	if e := decodeBody(c.r, &req); e != nil {
 		return e
 	}
 	if req.Filename == nil {
@@ -204,7 +204,7 @@ type companionCompleteRequest struct {
 // it also confirms the upload.
 func (h *Handler) serveCompanionComplete(c *call) error {
 	var req companionCompleteRequest
-	if e := decodeBody(c.w, c.r, &req); e != nil {
+	if e := decodeBody(c.r, &req); e != nil {
 		return e
 	}
 	rec, err := h.companionRecord(c)

@@ -21,7 +21,7 @@ func (h *Handler) serveComplete(c *call) error {
 	var want *completeRequest
 	if c.r.ContentLength != 0 {
 		want = new(completeRequest)
-		if e := decodeBody(c.w, c.r, want); e != nil {
+		if e := decodeBody(c.r, want); e != nil {
 			return e
 		}
 	}
@@ -40,7 +40,7 @@ type completeByKeyRequest struct {
 // single upload made through /s3/params, where the client knows the key.
 func (h *Handler) serveCompleteByKey(c *call) error {
 	var req completeByKeyRequest
-	if e := decodeBody(c.w, c.r, &req); e != nil {
+	if e := decodeBody(c.r, &req); e != nil {
 		return e
 	}
 	if req.Key == nil || *req.Key == "" {
@@ -226,6 +226,7 @@ func (h *Handler) reject(ctx context.Context, rec *storage.Record, rj *rejection
 		cur.Status = storage.StatusRejected
 		cur.Internal.Reason = rj.reason
 		cur.Internal.UpdatedAt = now
+		h.recheckAfterURLs(cur, now)
 		return nil
 	})
 	if err != nil {
@@ -249,6 +250,7 @@ func (h *Handler) revoke(ctx context.Context, rec *storage.Record, reason string
 		cur.Status = storage.StatusRejected
 		cur.Internal.Reason = reason
 		cur.Internal.UpdatedAt = now
+		h.recheckAfterURLs(cur, now)
 		return nil
 	})
 	if err != nil {

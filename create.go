@@ -38,7 +38,7 @@ type multipartInfo struct {
 // the file's size, so that storage can enforce it exactly.
 func (h *Handler) serveCreate(c *call) error {
 	var req createRequest
-	if e := decodeBody(c.w, c.r, &req); e != nil {
+	if e := decodeBody(c.r, &req); e != nil {
 		return e
 	}
 	if req.Filename == nil || req.Size == nil || req.Type == nil {

@@ -180,3 +180,53 @@ func TestUnsizedPartsBounded(t *testing.T) {
 		}
 	})
 }
+
+// An object written through a still-valid URL after its upload was aborted
+// or rejected is removed once no URL can write it any more; a confirmed
+// upload beside them is left alone.
+func TestWritesAfterCloseRemoved(t *testing.T) {
+	old := urlSkew
+	urlSkew = 0 // the servers here share Caddy's clock
+	t.Cleanup(func() { urlSkew = old })
+	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
+		s := newSite(t, srv)
+		s.load(s.caddyfile("url_ttl 2s\n sweep_interval 1s"))
+
+		kept := s.create("alice", "kept.txt", 4, "text/plain")
+		if st := s.put(kept, []byte("kept"), nil); st != 200 {
+			t.Fatalf("PUT: %d", st)
+		}
+		if resp := s.call("alice", "POST", "/"+kept.ID+"/complete", nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("complete: %d", resp.StatusCode)
+		}
+
+		aborted := s.create("alice", "a.txt", 5, "text/plain")
+		if resp := s.call("alice", "DELETE", "/"+aborted.ID, nil, nil); resp.StatusCode != 204 {
+			t.Fatalf("abort: %d", resp.StatusCode)
+		}
+		rejected := s.create("alice", "r.txt", 5, "text/plain")
+		s.putDirect(rejected.Key, []byte("<b>x"), "text/html")
+		expectError(t, s.call("alice", "POST", "/"+rejected.ID+"/complete", nil, nil), 422, "verification_failed")
+
+		// The attack: the URLs are still valid, and storage takes the bytes.
+		for _, c := range []created{aborted, rejected} {
+			if st := s.put(c, []byte("later"), nil); st != 200 {
+				t.Fatalf("PUT after the upload was closed: %d (storage refused it: the attack is moot there)", st)
+			}
+			if !s.objectExists(c.Key) {
+				t.Fatal("the write after close did not land")
+			}
+		}
+		eventually(t, "objects written after close removed", func() bool {
+			return !s.objectExists(aborted.Key) && !s.objectExists(rejected.Key)
+		})
+		if !s.objectExists(kept.Key) {
+			t.Error("the sweeper removed a confirmed upload")
+		}
+		var rec record
+		s.call("alice", "GET", "/"+aborted.ID, nil, &rec)
+		if rec.Status != "aborted" {
+			t.Errorf("aborted record: %s", rec.Status)
+		}
+	})
+}

@@ -66,7 +66,7 @@ type signPartsResponse struct {
 // serveSignParts handles POST /{id}/parts.
 func (h *Handler) serveSignParts(c *call) error {
 	var req signPartsRequest
-	if e := decodeBody(c.w, c.r, &req); e != nil {
+	if e := decodeBody(c.r, &req); e != nil {
 		return e
 	}
 	if len(req.Numbers) == 0 || len(req.Numbers) > maxPartsPerSignCall {

@@ -1,6 +1,7 @@
 package caddyupload
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,19 +13,24 @@ import (
 )
 
 // decodeBody reads a JSON request body of at most 64 KiB into v. Only
-// application/json is read, which no HTML form can send.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
+// application/json is read, which no HTML form can send. A larger body is
+// refused after 64 KiB and one byte; net/http then drains a little more of
+// it so that the client reads the 413 rather than a reset connection.
+func decodeBody(r *http.Request, v any) *apiError {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return errUnsupportedType("the request body must be application/json")
 	}
-	body := http.MaxBytesReader(w, r.Body, maxRequestBody)
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	switch {
+	case err != nil:
+		return errInvalid("the request body could not be read")
+	case len(data) > maxRequestBody:
+		return errTooLarge("the request body is larger than 64 KiB")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
 		var ute *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &mbe):
-			return errTooLarge("the request body is larger than 64 KiB")
 		case errors.As(err, &ute):
 			return errInvalid(fmt.Sprintf("field %q has the wrong type", ute.Field))
 		case errors.Is(err, io.EOF):
@@ -33,10 +39,6 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 		return errInvalid("malformed JSON body")
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errTooLarge("the request body is larger than 64 KiB")
-		}
 		return errInvalid("unexpected data after the JSON body")
 	}
 	return nil

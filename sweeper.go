@@ -49,14 +49,16 @@ func (h *Handler) runSweeper(ctx caddy.Context) {
 	}
 }
 
-// sweep expires every due record and returns how many it expired. The
-// object goes first and the record after: once a record is past its
-// deadline no complete can confirm it, and if the process dies between the
-// two steps the next sweep deletes again (a no-op) and marks it.
+// sweep expires every due record and returns how many it handled: pending
+// records past their deadline, and closed ones whose upload URLs have just
+// died (Recheck), whose objects are deleted once more. The object goes
+// first and the record after: once a record is past its deadline no
+// complete can confirm it, and if the process dies between the two steps
+// the next sweep deletes again (a no-op) and marks it.
 func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	for {
-		due, err := h.ledger.DuePending(ctx, h.store.ID(), now, sweepBatch)
+		due, err := h.ledger.DueSweep(ctx, h.store.ID(), now, sweepBatch)
 		if err != nil {
 			return total, fmt.Errorf("listing due uploads: %w", err)
 		}
@@ -104,9 +106,15 @@ func (h *Handler) markExpired(ctx context.Context, due []*storage.Record, now ti
 			defer wg.Done()
 			for rec := range next {
 				_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
-					if cur.Status == storage.StatusPending && !cur.Internal.ExpiresAt.After(now) {
+					switch {
+					case cur.Internal.ExpiresAt.After(now):
+					case cur.Status == storage.StatusPending:
 						cur.Status = storage.StatusExpired
 						cur.Internal.UpdatedAt = now.UTC()
+					case cur.NeedsSweep():
+						// A closed record's URLs are dead now and its
+						// object deleted once more: nothing can appear.
+						cur.Internal.Recheck = false
 					}
 					return nil
 				})

@@ -68,6 +68,10 @@ type RecordInternal struct {
 	// ExpiresAt is when a still-pending record is swept.
 	ExpiresAt time.Time `json:"expires_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Recheck marks a closed (aborted or rejected) record whose object may
+	// still be written through a URL that stays valid until ExpiresAt: the
+	// sweeper deletes it again then.
+	Recheck bool `json:"recheck,omitempty"`
 	// ETag is the stored object's ETag when the record was confirmed: a
 	// download first checks that storage still holds that object.
 	ETag string `json:"etag,omitempty"`
@@ -76,6 +80,13 @@ type RecordInternal struct {
 	// Notify asks the ledger to put an Event in its outbox whenever the
 	// record's status changes to confirmed, expired, rejected or aborted.
 	Notify bool `json:"notify,omitempty"`
+}
+
+// NeedsSweep reports whether the sweeper must act on r at ExpiresAt: a
+// pending record expires then, a closed one with Recheck has its object
+// deleted once more.
+func (r *Record) NeedsSweep() bool {
+	return r.Status == StatusPending || r.Internal.Recheck && r.Status != StatusConfirmed
 }
 
 // Clone returns a deep copy, so callers never share maps or pointers with
@@ -110,8 +121,8 @@ type Ledger interface {
 	// result; an error from fn aborts the update and is returned as is.
 	// It returns a copy of the stored record.
 	Update(ctx context.Context, id string, fn func(*Record) error) (*Record, error)
-	// DuePending lists up to limit records of store that are still pending
-	// with Internal.ExpiresAt before t, oldest first.
-	DuePending(ctx context.Context, store string, t time.Time, limit int) ([]*Record, error)
+	// DueSweep lists up to limit records of store that need the sweeper
+	// (Record.NeedsSweep) with Internal.ExpiresAt before t, oldest first.
+	DueSweep(ctx context.Context, store string, t time.Time, limit int) ([]*Record, error)
 	Close() error
 }

@@ -95,9 +95,9 @@ func TestBatchIsolation(t *testing.T) {
 	if r, err := l.GetByKey(ctx, "s3:test", "kc"); err != nil || r.ID != "c" || r.Status != storage.StatusConfirmed {
 		t.Errorf("GetByKey(kc) = %+v, %v", r, err)
 	}
-	due, err := l.DuePending(ctx, "s3:test", testRecord("", "").Internal.ExpiresAt.Add(1), 10)
+	due, err := l.DueSweep(ctx, "s3:test", testRecord("", "").Internal.ExpiresAt.Add(1), 10)
 	if err != nil || len(due) != 1 || due[0].ID != "a" {
-		t.Errorf("DuePending = %v, %v; want only a", due, err)
+		t.Errorf("DueSweep = %v, %v; want only a", due, err)
 	}
 }
 

@@ -151,8 +151,8 @@ func TestClosed(t *testing.T) {
 			if _, err := l.Get(ctx, "a"); !errors.Is(err, ErrClosed) {
 				t.Errorf("Get after Close: %v", err)
 			}
-			if _, err := l.DuePending(ctx, "s3:test", time.Now(), 1); !errors.Is(err, ErrClosed) {
-				t.Errorf("DuePending after Close: %v", err)
+			if _, err := l.DueSweep(ctx, "s3:test", time.Now(), 1); !errors.Is(err, ErrClosed) {
+				t.Errorf("DueSweep after Close: %v", err)
 			}
 		})
 	}
@@ -262,9 +262,9 @@ func TestUpdateMovesKey(t *testing.T) {
 	if _, err := l.Update(ctx, "b", func(r *storage.Record) error { r.Internal.Store = "s3:other"; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	due, err := l.DuePending(ctx, "s3:other", time.Unix(2_000_000_000, 0), 10)
+	due, err := l.DueSweep(ctx, "s3:other", time.Unix(2_000_000_000, 0), 10)
 	if err != nil || len(due) != 1 || due[0].ID != "b" {
-		t.Fatalf("DuePending(s3:other) = %v, %v", due, err)
+		t.Fatalf("DueSweep(s3:other) = %v, %v", due, err)
 	}
 	if r, err := l.GetByKey(ctx, "s3:other", "kb"); err != nil || r.ID != "b" {
 		t.Errorf("GetByKey(s3:other, kb) = %v, %v", r, err)
@@ -313,9 +313,9 @@ func TestZeroExpiryIsDue(t *testing.T) {
 	if err := l.Create(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	due, err := l.DuePending(ctx, "s3:test", time.Unix(0, 0), 10)
+	due, err := l.DueSweep(ctx, "s3:test", time.Unix(0, 0), 10)
 	if err != nil || len(due) != 1 {
-		t.Fatalf("DuePending = %v, %v", due, err)
+		t.Fatalf("DueSweep = %v, %v", due, err)
 	}
 }
 

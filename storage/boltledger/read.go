@@ -48,9 +48,9 @@ func (l *Ledger) GetByKey(ctx context.Context, store, key string) (*storage.Reco
 	return rec, err
 }
 
-// DuePending lists up to limit records of store that are still pending with
+// DueSweep lists up to limit records of store that need the sweeper with
 // Internal.ExpiresAt before t, oldest first.
-func (l *Ledger) DuePending(ctx context.Context, store string, t time.Time, limit int) ([]*storage.Record, error) {
+func (l *Ledger) DueSweep(ctx context.Context, store string, t time.Time, limit int) ([]*storage.Record, error) {
 	var out []*storage.Record
 	err := l.view(ctx, func(tx *bolt.Tx) error {
 		due := tx.Bucket(bucketDue).Bucket([]byte(store))
@@ -67,9 +67,9 @@ func (l *Ledger) DuePending(ctx context.Context, store string, t time.Time, limi
 			if err != nil {
 				return fmt.Errorf("due index of store %q: %w", store, err)
 			}
-			// The index only holds pending records; the checks guard
-			// against a clamped time equal to the bound.
-			if rec.Status == storage.StatusPending && rec.Internal.ExpiresAt.Before(t) {
+			// The index only holds records that need the sweeper; the
+			// checks guard against a clamped time equal to the bound.
+			if rec.NeedsSweep() && rec.Internal.ExpiresAt.Before(t) {
 				out = append(out, rec)
 			}
 		}

@@ -63,7 +63,7 @@ func createOp(rec *storage.Record) (prepareFunc, error) {
 		{bucket: bucketRecords, key: id, value: val},
 		{bucket: bucketKeys, key: kk, value: id},
 	}
-	if rec.Status == storage.StatusPending {
+	if rec.NeedsSweep() {
 		muts = append(muts, dueMutation(rec, false))
 	}
 	store, key := rec.Internal.Store, rec.Key
@@ -123,7 +123,7 @@ func updateOp(id string, fn func(*storage.Record) error) prepareFunc {
 				mutation{bucket: bucketKeys, key: newKK, value: []byte(id)})
 		}
 
-		wasDue, isDue := old.Status == storage.StatusPending, rec.Status == storage.StatusPending
+		wasDue, isDue := old.NeedsSweep(), rec.NeedsSweep()
 		moved := old.Internal.Store != rec.Internal.Store || dueNanos(old.Internal.ExpiresAt) != dueNanos(rec.Internal.ExpiresAt)
 		if wasDue && (!isDue || moved) {
 			muts = append(muts, dueMutation(old, true))

@@ -29,8 +29,8 @@ func RunLedger(t *testing.T, open func(t *testing.T, dir string) storage.Ledger)
 		{"Update", ledgerTestUpdate},
 		{"UpdateError", ledgerTestUpdateError},
 		{"GetByKey", ledgerTestGetByKey},
-		{"DuePending", ledgerTestDuePending},
-		{"DuePendingFollowsUpdate", ledgerTestDueFollowsUpdate},
+		{"DueSweep", ledgerTestDueSweep},
+		{"DueSweepFollowsUpdate", ledgerTestDueFollowsUpdate},
 		{"Persistence", ledgerTestPersistence},
 		{"Concurrent", ledgerTestConcurrent},
 	}
@@ -59,25 +59,25 @@ func (h *ledgerHarness) wantStored(want *storage.Record) {
 	ledgerWantEqual(h.t, "GetByKey", got, want)
 }
 
-// wantDue asserts the ids DuePending lists, in order.
+// wantDue asserts the ids DueSweep lists, in order.
 func (h *ledgerHarness) wantDue(store string, before time.Time, limit int, ids ...string) []*storage.Record {
 	h.t.Helper()
-	recs, err := h.l.DuePending(h.t.Context(), store, before, limit)
+	recs, err := h.l.DueSweep(h.t.Context(), store, before, limit)
 	if err != nil {
-		h.t.Fatalf("DuePending(%s, %s, %d): %v", store, before, limit, err)
+		h.t.Fatalf("DueSweep(%s, %s, %d): %v", store, before, limit, err)
 	}
 	got := make([]string, len(recs))
 	for i, r := range recs {
 		got[i] = r.ID
-		if r.Status != storage.StatusPending || r.Internal.Store != store || !r.Internal.ExpiresAt.Before(before) {
-			h.t.Errorf("DuePending(%s, %s) listed %s", store, before, ledgerDump(r))
+		if !r.NeedsSweep() || r.Internal.Store != store || !r.Internal.ExpiresAt.Before(before) {
+			h.t.Errorf("DueSweep(%s, %s) listed %s", store, before, ledgerDump(r))
 		}
 	}
 	if len(ids) == 0 {
 		ids = []string{}
 	}
 	if !reflect.DeepEqual(got, ids) {
-		h.t.Fatalf("DuePending(%s, %s, %d) = %v, want %v", store, before, limit, got, ids)
+		h.t.Fatalf("DueSweep(%s, %s, %d) = %v, want %v", store, before, limit, got, ids)
 	}
 	return recs
 }
@@ -399,7 +399,7 @@ func ledgerDueSet(h *ledgerHarness) {
 		ledgerRecord("b2", "s3:b", "due/2", ledgerAt(time.Hour)))
 }
 
-func ledgerTestDuePending(t *testing.T, h *ledgerHarness) {
+func ledgerTestDueSweep(t *testing.T, h *ledgerHarness) {
 	ledgerDueSet(h)
 	m := time.Minute
 	h.wantDue("s3:a", ledgerAt(10*m), 100, "p1", "p2", "p3", "p4", "p5")
@@ -412,7 +412,7 @@ func ledgerTestDuePending(t *testing.T, h *ledgerHarness) {
 	h.wantDue("s3:unknown", ledgerAt(10*m), 100)
 
 	recs := h.wantDue("s3:a", ledgerAt(10*m), 1, "p1")
-	ledgerWantEqual(t, "DuePending record", recs[0], ledgerRecord("p1", "s3:a", "due/1", ledgerAt(m)))
+	ledgerWantEqual(t, "DueSweep record", recs[0], ledgerRecord("p1", "s3:a", "due/1", ledgerAt(m)))
 }
 
 func ledgerTestDueFollowsUpdate(t *testing.T, h *ledgerHarness) {
@@ -440,6 +440,16 @@ func ledgerTestDueFollowsUpdate(t *testing.T, h *ledgerHarness) {
 	h.update("p2", func(r *storage.Record) { r.Status = storage.StatusConfirmed })
 	h.wantDue("s3:a", ledgerAt(time.Hour), 100)
 	h.wantDue("s3:b", bound, 100, "b1")
+
+	// A closed record whose object may still be written (Recheck) is due
+	// at its ExpiresAt, and no longer once Recheck is cleared.
+	h.update("p5", func(r *storage.Record) { r.Internal.Recheck = true; r.Internal.ExpiresAt = ledgerAt(2 * m) })
+	h.wantDue("s3:a", bound, 100, "p5")
+	h.update("p5", func(r *storage.Record) { r.Internal.Recheck = false })
+	h.wantDue("s3:a", ledgerAt(time.Hour), 100)
+	// A confirmed record never is, Recheck or not.
+	h.update("p2", func(r *storage.Record) { r.Internal.Recheck = true })
+	h.wantDue("s3:a", ledgerAt(time.Hour), 100)
 }
 
 func ledgerTestPersistence(t *testing.T, h *ledgerHarness) {
