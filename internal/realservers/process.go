@@ -1,6 +1,7 @@
 // Package realservers starts the real servers the tests run against — an
 // S3-compatible server, an OIDC provider — as processes on loopback. A
-// server that cannot start fails the test: nothing here skips.
+// server that cannot start fails the test: nothing here skips, but for
+// RealOnly, which leaves real-server tests out of the fast tier (-short).
 package realservers
 
 import (
