@@ -2,12 +2,15 @@ package caddyupload
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/caddyupload/caddyupload/internal/realservers"
+	"github.com/caddyupload/caddyupload/storage"
 )
 
 // These tests attack the promise that what was confirmed is what storage
@@ -229,4 +232,54 @@ func TestWritesAfterCloseRemoved(t *testing.T) {
 			t.Errorf("aborted record: %s", rec.Status)
 		}
 	})
+}
+
+// A complete whose write lands after the sweeper listed its record as due
+// (a slow commit) wins: the sweeper deletes only what it claimed in the
+// ledger, so a confirmed record never points at a deleted object. Another
+// abandoned upload in the same sweep is expired and deleted (control).
+func TestSweeperNeverDeletesAConfirmedObject(t *testing.T) {
+	s := newSite(t, oneServer(t))
+	var target string
+	hook := func(h *Handler, due []*storage.Record) {
+		for _, rec := range due {
+			if rec.ID != target {
+				continue
+			}
+			_, err := h.ledger.Update(context.Background(), rec.ID, func(cur *storage.Record) error {
+				if cur.Status == storage.StatusPending {
+					now := time.Now().UTC()
+					cur.Status, cur.ConfirmedAt = storage.StatusConfirmed, &now
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	afterSweepList.Store(&hook)
+	t.Cleanup(func() { afterSweepList.Store(nil) })
+	s.load(s.caddyfile("url_ttl 1s\n pending_ttl 2s\n sweep_interval 1s"))
+
+	late := s.create("alice", "late.txt", 4, "text/plain")
+	target = late.ID
+	abandoned := s.create("alice", "left.txt", 4, "text/plain")
+	for _, c := range []created{late, abandoned} {
+		if st := s.put(c, []byte("data"), nil); st != 200 {
+			t.Fatalf("PUT: %d", st)
+		}
+	}
+	var rec record
+	eventually(t, "the abandoned upload expired", func() bool {
+		s.call("alice", "GET", "/"+abandoned.ID, nil, &rec)
+		return rec.Status == "expired"
+	})
+	if s.objectExists(abandoned.Key) {
+		t.Error("the expired upload's object is still there")
+	}
+	s.call("alice", "GET", "/"+late.ID, nil, &rec)
+	if rec.Status != "confirmed" || !s.objectExists(late.Key) {
+		t.Errorf("the upload confirmed during the sweep: status %s, object kept %v", rec.Status, s.objectExists(late.Key))
+	}
 }

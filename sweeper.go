@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -49,12 +50,15 @@ func (h *Handler) runSweeper(ctx caddy.Context) {
 	}
 }
 
-// sweep expires every due record and returns how many it handled: pending
-// records past their deadline, and closed ones whose upload URLs have just
-// died (Recheck), whose objects are deleted once more. The object goes
-// first and the record after: once a record is past its deadline no
-// complete can confirm it, and if the process dies between the two steps
-// the next sweep deletes again (a no-op) and marks it.
+// sweep expires every due record and returns how many it expired. The
+// ledger decides each record's fate before any object is deleted: a
+// pending record past its deadline is claimed (marked expired, with
+// Recheck so that it stays due), then its object is deleted, then Recheck
+// is cleared. A complete that lands first leaves nothing to claim; one that
+// lands after finds the record expired. Closed records whose upload URLs
+// have just died (Recheck) have their objects deleted once more the same
+// way. If the process dies between the steps, the record is still due and
+// the next sweep repeats them; every step is idempotent.
 func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	for {
@@ -65,8 +69,19 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if len(due) == 0 {
 			return total, nil
 		}
-		keys := make([]string, 0, len(due))
-		for _, rec := range due {
+		if f := afterSweepList.Load(); f != nil {
+			(*f)(h, due)
+		}
+		claimed, expired, err := h.sweepUpdate(ctx, due, now, claim)
+		total += expired
+		if expired > 0 {
+			h.notifyWebhook()
+		}
+		if err != nil {
+			return total, err
+		}
+		keys := make([]string, 0, len(claimed))
+		for _, rec := range claimed {
 			if rec.Internal.UploadID != "" {
 				if err := h.store.AbortMultipart(ctx, rec.Key, rec.Internal.UploadID); err != nil {
 					return total, fmt.Errorf("aborting multipart upload of %s: %w", rec.ID, err)
@@ -77,26 +92,55 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if err := h.store.Delete(ctx, keys...); err != nil {
 			return total, fmt.Errorf("deleting %d objects: %w", len(keys), err)
 		}
-		n, err := h.markExpired(ctx, due, now)
-		total += n
-		if err != nil {
+		if _, _, err := h.sweepUpdate(ctx, claimed, now, release); err != nil {
 			return total, err
 		}
-		h.notifyWebhook()
 		if len(due) < sweepBatch {
 			return total, nil
 		}
 	}
 }
 
-// markExpired marks records expired with many updates in flight, so that
-// the ledger's group commit writes them in a few transactions.
-func (h *Handler) markExpired(ctx context.Context, due []*storage.Record, now time.Time) (int, error) {
+// afterSweepList runs between listing due records and claiming them; tests
+// use it to land a write in that window, as a slow commit would.
+var afterSweepList atomic.Pointer[func(*Handler, []*storage.Record)]
+
+// claim takes a due record for deletion and reports whether it did so and
+// whether that expired it. A record that changed since it was listed (a
+// complete landed) is left alone.
+func claim(cur *storage.Record, now time.Time) (claimed, expired bool) {
+	switch {
+	case cur.Internal.ExpiresAt.After(now):
+		return false, false
+	case cur.Status == storage.StatusPending:
+		cur.Status = storage.StatusExpired
+		cur.Internal.Recheck = true
+		cur.Internal.UpdatedAt = now.UTC()
+		return true, true
+	case cur.NeedsSweep():
+		return true, false
+	}
+	return false, false
+}
+
+// release ends a claim once the object is gone: no URL can write it again.
+func release(cur *storage.Record, now time.Time) (bool, bool) {
+	if cur.NeedsSweep() && cur.Status != storage.StatusPending && !cur.Internal.ExpiresAt.After(now) {
+		cur.Internal.Recheck = false
+	}
+	return false, false
+}
+
+// sweepUpdate applies step to every record with many updates in flight, so
+// that the ledger's group commit writes them in a few transactions. It
+// returns the records step claimed, as stored, and how many it expired.
+func (h *Handler) sweepUpdate(ctx context.Context, recs []*storage.Record, now time.Time, step func(*storage.Record, time.Time) (bool, bool)) ([]*storage.Record, int, error) {
 	const workers = 32
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
-		n        int
+		claimed  []*storage.Record
+		expired  int
 		firstErr error
 	)
 	next := make(chan *storage.Record)
@@ -105,33 +149,31 @@ func (h *Handler) markExpired(ctx context.Context, due []*storage.Record, now ti
 		go func() {
 			defer wg.Done()
 			for rec := range next {
-				_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
-					switch {
-					case cur.Internal.ExpiresAt.After(now):
-					case cur.Status == storage.StatusPending:
-						cur.Status = storage.StatusExpired
-						cur.Internal.UpdatedAt = now.UTC()
-					case cur.NeedsSweep():
-						// A closed record's URLs are dead now and its
-						// object deleted once more: nothing can appear.
-						cur.Internal.Recheck = false
-					}
+				var took, exp bool
+				out, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
+					// The function may run again when a batch is retried:
+					// its outcome is decided afresh each time.
+					took, exp = step(cur, now)
 					return nil
 				})
 				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("marking %s expired: %w", rec.ID, err)
-				} else if err == nil {
-					n++
+				switch {
+				case err != nil && firstErr == nil:
+					firstErr = fmt.Errorf("sweeping %s: %w", rec.ID, err)
+				case err == nil && took:
+					claimed = append(claimed, out)
+				}
+				if err == nil && exp {
+					expired++
 				}
 				mu.Unlock()
 			}
 		}()
 	}
-	for _, rec := range due {
+	for _, rec := range recs {
 		next <- rec
 	}
 	close(next)
 	wg.Wait()
-	return n, firstErr
+	return claimed, expired, firstErr
 }
