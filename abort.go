@@ -21,22 +21,11 @@ func (h *Handler) serveAbort(c *call) error {
 // more, then removes what storage holds of it. A retry after a storage
 // failure removes it again.
 func (h *Handler) abort(c *call, rec *storage.Record) error {
-	var err error
-	switch rec.Status {
-	case storage.StatusPending, storage.StatusConfirmed:
-		rec, err = h.ledger.Update(c.ctx(), rec.ID, func(cur *storage.Record) error {
-			if cur.Status == storage.StatusPending || cur.Status == storage.StatusConfirmed {
-				now := time.Now().UTC()
-				cur.Status = storage.StatusAborted
-				cur.Internal.UpdatedAt = now
-				h.recheckAfterURLs(cur, now)
-			}
-			return nil
-		})
-		if err != nil {
-			return errLedger(err)
+	if rec.Status == storage.StatusPending || rec.Status == storage.StatusConfirmed {
+		var err error
+		if rec, err = h.closeRecord(c.ctx(), rec.ID, storage.StatusAborted, "", storage.StatusPending, storage.StatusConfirmed); err != nil {
+			return err
 		}
-		h.notifyWebhook()
 	}
 	if rec.Status == storage.StatusAborted {
 		if err := h.removeObject(c.ctx(), rec); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -218,21 +219,9 @@ func (h *Handler) reject(ctx context.Context, rec *storage.Record, rj *rejection
 	if err := h.removeObject(ctx, rec); err != nil {
 		return errStorage(err)
 	}
-	now := time.Now().UTC()
-	_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
-		if cur.Status != storage.StatusPending {
-			return nil
-		}
-		cur.Status = storage.StatusRejected
-		cur.Internal.Reason = rj.reason
-		cur.Internal.UpdatedAt = now
-		h.recheckAfterURLs(cur, now)
-		return nil
-	})
-	if err != nil {
-		return errLedger(err)
+	if _, err := h.closeRecord(ctx, rec.ID, storage.StatusRejected, rj.reason, storage.StatusPending); err != nil {
+		return err
 	}
-	h.notifyWebhook()
 	return rj.answer(rj.reason)
 }
 
@@ -242,23 +231,35 @@ func (h *Handler) reject(ctx context.Context, rec *storage.Record, rj *rejection
 // replacement is deleted. The application learns it from the webhook's
 // upload.rejected event.
 func (h *Handler) revoke(ctx context.Context, rec *storage.Record, reason string) error {
-	now := time.Now().UTC()
-	_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
-		if cur.Status != storage.StatusConfirmed {
+	if _, err := h.closeRecord(ctx, rec.ID, storage.StatusRejected, reason, storage.StatusConfirmed); err != nil {
+		return err
+	}
+	if err := h.removeObject(ctx, rec); err != nil {
+		return errStorage(err)
+	}
+	return errVerification(reason)
+}
+
+// closeRecord moves record id to status (aborted or rejected) if it is in
+// one of from, in one ledger write, and wakes the webhook. While an upload
+// URL of the record can still be used, the sweeper is told to delete its
+// object once more after that URL died (recheckAfterURLs). It returns the
+// record as stored.
+func (h *Handler) closeRecord(ctx context.Context, id string, status storage.Status, reason string, from ...storage.Status) (*storage.Record, error) {
+	out, err := h.ledger.Update(ctx, id, func(cur *storage.Record) error {
+		if !slices.Contains(from, cur.Status) {
 			return nil
 		}
-		cur.Status = storage.StatusRejected
+		now := time.Now().UTC()
+		cur.Status = status
 		cur.Internal.Reason = reason
 		cur.Internal.UpdatedAt = now
 		h.recheckAfterURLs(cur, now)
 		return nil
 	})
 	if err != nil {
-		return errLedger(err)
+		return nil, errLedger(err)
 	}
 	h.notifyWebhook()
-	if err := h.removeObject(ctx, rec); err != nil {
-		return errStorage(err)
-	}
-	return errVerification(reason)
+	return out, nil
 }
