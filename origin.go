@@ -38,17 +38,22 @@ func firstValue(v string) string {
 	return strings.TrimSpace(v)
 }
 
-// ownOrigin is requestOrigin as an Origin header would spell it, with the
-// default port left out.
+// ownOrigin is requestOrigin as an Origin header would spell it.
 func ownOrigin(r *http.Request) string {
 	o := requestOrigin(r)
-	host := strings.ToLower(o.Host)
-	if o.Scheme == "https" {
+	return spellOrigin(o.Scheme, o.Host)
+}
+
+// spellOrigin writes an origin as browsers send it: lower case, without
+// the scheme's default port.
+func spellOrigin(scheme, host string) string {
+	host = strings.ToLower(host)
+	if scheme == "https" {
 		host = strings.TrimSuffix(host, ":443")
 	} else {
 		host = strings.TrimSuffix(host, ":80")
 	}
-	return o.Scheme + "://" + host
+	return scheme + "://" + host
 }
 
 // origin is the scheme and host presigned URLs must use: the request's own

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/caddyupload/caddyupload/storage"
+
+	"github.com/caddyupload/caddyupload/storage/s3store"
 )
 
 type field struct{ name, value string }
@@ -108,7 +110,7 @@ func resign(t *testing.T, fields []field, edit func(map[string]any)) []field {
 	t.Helper()
 	policy := editPolicy(t, fields, edit)
 	day := time.Now().UTC().Format("20060102")
-	sig := hmacSHA256(testSigner.signingKey(day), []byte(policy))
+	sig := s3store.PolicySignature(testSigner.secret, day, testSigner.region, policy)
 	return with(with(fields, "policy", policy), "x-amz-signature", hexString(sig))
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddyupload/caddyupload/storage/s3store"
 )
 
 // now is the clock of the signature checks; tests replace it.
@@ -51,20 +53,6 @@ func (s signer) scope(credential string) (string, error) {
 	return parts[1], nil
 }
 
-// signingKey is the SigV4 key of one day for S3 in the signer's region.
-func (s signer) signingKey(day string) []byte {
-	k := hmacSHA256([]byte("AWS4"+s.secret), []byte(day))
-	k = hmacSHA256(k, []byte(s.region))
-	k = hmacSHA256(k, []byte("s3"))
-	return hmacSHA256(k, []byte("aws4_request"))
-}
-
-func hmacSHA256(key, data []byte) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write(data)
-	return h.Sum(nil)
-}
-
 // checkPolicySignature verifies a POST policy form's signature: the hex
 // HMAC of the base64 policy under the day's signing key.
 func (s signer) checkPolicySignature(algorithm, credential, policy, signature string) error {
@@ -79,7 +67,7 @@ func (s signer) checkPolicySignature(algorithm, credential, policy, signature st
 	if err != nil || len(got) != sha256.Size {
 		return errDenied("malformed signature")
 	}
-	if !hmac.Equal(got, hmacSHA256(s.signingKey(day), []byte(policy))) {
+	if !hmac.Equal(got, s3store.PolicySignature(s.secret, day, s.region, policy)) {
 		return errDenied("the form's signature does not match")
 	}
 	return nil

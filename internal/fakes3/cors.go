@@ -26,14 +26,8 @@ type corsConfig struct {
 var corsMethods = []string{"GET", "PUT", "HEAD", "POST", "DELETE"}
 
 func (c *call) putCORS() *apiError {
-	if c.r.Header.Get("Content-Md5") == "" && !hasChecksumHeader(c.r.Header) {
-		return errorf(http.StatusBadRequest, "InvalidRequest", "Missing required header for this request: Content-MD5")
-	}
-	body, e := readBody(c.r, c.payload, maxXMLBody)
+	body, e := c.readDigestedXML()
 	if e != nil {
-		return e
-	}
-	if _, e := checkDigests(c.r.Header, body); e != nil {
 		return e
 	}
 	var cfg corsConfig
@@ -193,4 +187,20 @@ func wildcardMatch(pattern, s string) bool {
 		return pattern == s
 	}
 	return len(s) >= len(before)+len(after) && strings.HasPrefix(s, before) && strings.HasSuffix(s, after)
+}
+
+// readDigestedXML reads the XML body of a request S3 wants a Content-MD5
+// (or another checksum) on, and verifies it.
+func (c *call) readDigestedXML() ([]byte, *apiError) {
+	if c.r.Header.Get("Content-Md5") == "" && !hasChecksumHeader(c.r.Header) {
+		return nil, errorf(http.StatusBadRequest, "InvalidRequest", "Missing required header for this request: Content-MD5")
+	}
+	body, e := readBody(c.r, c.payload, maxXMLBody)
+	if e != nil {
+		return nil, e
+	}
+	if _, e := checkDigests(c.r.Header, body); e != nil {
+		return nil, e
+	}
+	return body, nil
 }

@@ -210,14 +210,8 @@ type deleteError struct {
 }
 
 func (c *call) deleteObjects() *apiError {
-	if c.r.Header.Get("Content-Md5") == "" && !hasChecksumHeader(c.r.Header) {
-		return errorf(http.StatusBadRequest, "InvalidRequest", "Missing required header for this request: Content-MD5")
-	}
-	body, e := readBody(c.r, c.payload, maxXMLBody)
+	body, e := c.readDigestedXML()
 	if e != nil {
-		return e
-	}
-	if _, e := checkDigests(c.r.Header, body); e != nil {
 		return e
 	}
 	var req deleteRequest
