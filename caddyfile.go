@@ -57,6 +57,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    min_size             <size>
 //	    types                <type...>
 //	    content_check        on|off
+//	    require_checksum
 //	    max_image_width      <pixels>
 //	    max_image_height     <pixels>
 //	    max_image_pixels     <pixels>
@@ -135,6 +136,11 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("content_check: expected on or off, got %q", v)
 				}
 			}
+		case "require_checksum":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			u.RequireChecksum = true
 		case "max_image_width":
 			err = pixelsArg(d, &u.MaxImageWidth)
 		case "max_image_height":

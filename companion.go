@@ -148,7 +148,7 @@ func (h *Handler) serveCompanionSign(c *call) error {
 			if err != nil {
 				return errInvalid("partNumbers must be comma-separated integers")
 			}
-			sr, err := h.signPart(c, rec, int32(n))
+			sr, err := h.signPart(c, rec, int32(n), nil)
 			if err != nil {
 				return err
 			}
@@ -161,7 +161,7 @@ func (h *Handler) serveCompanionSign(c *call) error {
 	if err != nil {
 		return errInvalid("the part number must be an integer")
 	}
-	sr, err := h.signPart(c, rec, int32(n))
+	sr, err := h.signPart(c, rec, int32(n), nil)
 	if err != nil {
 		return err
 	}

@@ -65,12 +65,6 @@ func (h *Handler) serveCreate(c *call) error {
 	case h.Method == "post":
 		kind = storage.KindPost
 	}
-	if up.sha256 != "" && kind != storage.KindPut {
-		// Only a single PUT has its checksum signed, so that storage
-		// itself refuses other bytes; a sha256 that would go unverified
-		// is refused rather than passed on to the application.
-		return errInvalid("sha256 is verified for single PUT uploads only: leave it out for files over multipart_threshold or on routes with method post")
-	}
 	rec, sr, err := h.issue(c, up, kind)
 	if err != nil {
 		return err

@@ -86,6 +86,9 @@ func (h *Handler) checkType(declared string, up *upload) *apiError {
 // Nothing is left in storage when the record cannot be written. Multipart
 // uploads get no request: their parts are signed on demand.
 func (h *Handler) issue(c *call, up upload, kind string) (*storage.Record, storage.SignedRequest, error) {
+	if e := h.checkChecksum(up, kind); e != nil {
+		return nil, storage.SignedRequest{}, e
+	}
 	rec := h.newRecord(c.who, up, kind)
 	var sr storage.SignedRequest
 	var err error
@@ -107,6 +110,21 @@ func (h *Handler) issue(c *call, up upload, kind string) (*storage.Record, stora
 		return nil, sr, errLedger(err)
 	}
 	return rec, sr, nil
+}
+
+// checkChecksum applies the route's checksum rules to a new upload. Only a
+// single PUT has the file's checksum signed, so that storage itself refuses
+// other bytes: a sha256 that would go unverified is refused rather than
+// passed on to the application. Multipart uploads are checked part by part
+// (signParts).
+func (h *Handler) checkChecksum(up upload, kind string) *apiError {
+	switch {
+	case up.sha256 != "" && kind != storage.KindPut:
+		return errInvalid("sha256 is verified for single PUT uploads only: leave it out for files over multipart_threshold (declare each part's sha256 when signing parts) or on routes with method post")
+	case h.RequireChecksum && up.sha256 == "" && kind == storage.KindPut:
+		return errInvalid("this route requires the file's sha256")
+	}
+	return nil
 }
 
 // newRecord builds the pending record of an upload; the key is chosen

@@ -138,6 +138,14 @@ type Handler struct {
 	// rejected. Default: false, the check is on: Types is only as strong
 	// as the declared type is honest, and the check costs one small read.
 	DisableContentCheck bool `json:"disable_content_check,omitempty"`
+	// RequireChecksum makes clients declare the SHA-256 of what they send:
+	// of the file for a single PUT (create's sha256), of each part when they
+	// sign parts of a multipart upload. Each is signed into its URL, so
+	// storage itself refuses bytes that differ, including a part cut off
+	// mid-body. Needs method put: POST policy forms carry no checksum.
+	// Stock Uppy sends none, so its uploads are refused on such a route.
+	// Default: false, checksums are optional and verified when declared.
+	RequireChecksum bool `json:"require_checksum,omitempty"`
 	// MaxImageWidth is the widest image, in pixels, the route confirms;
 	// dimensions are read from the image's header at completion. Limits
 	// apply to PNG, JPEG and GIF; an image of another format is rejected
@@ -304,6 +312,8 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("max_size (%d) is below min_size (%d)", h.MaxSize, h.MinSize)
 	case h.Method != "put" && h.Method != "post":
 		return fmt.Errorf("method must be put or post, not %q", h.Method)
+	case h.RequireChecksum && h.Method == "post":
+		return fmt.Errorf("require_checksum needs method put: POST policy forms cannot carry a checksum")
 	case time.Duration(h.URLTTL) < time.Second || time.Duration(h.URLTTL) > 7*24*time.Hour:
 		return fmt.Errorf("url_ttl must be between 1s and 7 days (SigV4's limit)")
 	case h.PendingTTL < h.URLTTL:

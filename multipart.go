@@ -1,6 +1,7 @@
 package caddyupload
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -50,6 +51,9 @@ func partSize(rec *storage.Record, n int32) int64 {
 
 type signPartsRequest struct {
 	Numbers []int32 `json:"numbers"`
+	// SHA256 optionally lists, in the order of Numbers, each part's
+	// SHA-256 in hex; each is signed into its part's URL.
+	SHA256 []string `json:"sha256"`
 }
 
 type signedPart struct {
@@ -72,13 +76,17 @@ func (h *Handler) serveSignParts(c *call) error {
 	if len(req.Numbers) == 0 || len(req.Numbers) > maxPartsPerSignCall {
 		return errInvalid(fmt.Sprintf("numbers must list 1 to %d part numbers", maxPartsPerSignCall))
 	}
+	sums, e := partSums(req)
+	if e != nil {
+		return e
+	}
 	rec, err := h.pendingMultipart(c)
 	if err != nil {
 		return err
 	}
 	resp := signPartsResponse{Parts: make([]signedPart, 0, len(req.Numbers))}
-	for _, n := range req.Numbers {
-		sp, err := h.signPart(c, rec, n)
+	for i, n := range req.Numbers {
+		sp, err := h.signPart(c, rec, n, sums[i])
 		if err != nil {
 			return err
 		}
@@ -89,8 +97,30 @@ func (h *Handler) serveSignParts(c *call) error {
 	return nil
 }
 
+// partSums decodes the declared part checksums: one per number, or none.
+func partSums(req signPartsRequest) ([][]byte, *apiError) {
+	sums := make([][]byte, len(req.Numbers))
+	if req.SHA256 == nil {
+		return sums, nil
+	}
+	if len(req.SHA256) != len(req.Numbers) {
+		return nil, errInvalid("sha256 must list one checksum for each part number")
+	}
+	for i, s := range req.SHA256 {
+		if !isHexSHA256(s) {
+			return nil, errInvalid("each sha256 must be 64 hexadecimal digits")
+		}
+		sums[i], _ = hex.DecodeString(s)
+	}
+	return sums, nil
+}
+
 // signPart presigns part n of rec, refusing numbers outside the upload.
-func (h *Handler) signPart(c *call, rec *storage.Record, n int32) (storage.SignedRequest, error) {
+// sum, the part's raw SHA-256 or nil, is signed into the URL.
+func (h *Handler) signPart(c *call, rec *storage.Record, n int32, sum []byte) (storage.SignedRequest, error) {
+	if sum == nil && h.RequireChecksum {
+		return storage.SignedRequest{}, errInvalid("this route requires each part's sha256")
+	}
 	last := rec.Internal.PartCount
 	if last == 0 {
 		last = unsizedParts(rec.Internal.MaxSize)
@@ -102,7 +132,7 @@ func (h *Handler) signPart(c *call, rec *storage.Record, n int32) (storage.Signe
 		return storage.SignedRequest{}, errInvalid(fmt.Sprintf("part numbers must be between 1 and %d", last))
 	}
 	sr, err := h.store.PresignPart(c.ctx(), storage.PartInput{
-		Key: rec.Key, UploadID: rec.Internal.UploadID, Number: n, Size: partSize(rec, n), TTL: time.Duration(h.URLTTL),
+		Key: rec.Key, UploadID: rec.Internal.UploadID, Number: n, Size: partSize(rec, n), SHA256: sum, TTL: time.Duration(h.URLTTL),
 	}, h.origin(c.r))
 	if err != nil {
 		return sr, errStorage(err)

@@ -86,7 +86,10 @@ type PartInput struct {
 	// (Uppy chooses its own part size), in which case the size policy is
 	// enforced at completion from the stored parts.
 	Size int64
-	TTL  time.Duration
+	// SHA256 is the optional raw (32-byte) digest of the part; when set it
+	// is signed as x-amz-checksum-sha256, so storage refuses other bytes.
+	SHA256 []byte
+	TTL    time.Duration
 }
 
 // ObjectInfo is what HEAD tells about a stored object.

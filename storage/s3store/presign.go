@@ -65,7 +65,8 @@ func (s *Store) PresignPut(ctx context.Context, in storage.PutInput, origin stor
 }
 
 // PresignPart signs the upload of one part. A positive in.Size is signed as
-// Content-Length, so a part of another length is refused.
+// Content-Length and in.SHA256 as x-amz-checksum-sha256, so a part of
+// another length or content is refused.
 func (s *Store) PresignPart(ctx context.Context, in storage.PartInput, origin storage.Origin) (storage.SignedRequest, error) {
 	if err := checkKey(in.Key); err != nil {
 		return storage.SignedRequest{}, err
@@ -79,18 +80,29 @@ func (s *Store) PresignPart(ctx context.Context, in storage.PartInput, origin st
 	if in.Size < 0 || in.Size > maxPartSize {
 		return storage.SignedRequest{}, fmt.Errorf("s3: part size %d out of range 0..%d", in.Size, int64(maxPartSize))
 	}
+	if in.SHA256 != nil && len(in.SHA256) != 32 {
+		return storage.SignedRequest{}, errors.New("s3: sha256 must be 32 bytes")
+	}
 	ttl, err := checkTTL(in.TTL)
 	if err != nil {
 		return storage.SignedRequest{}, err
 	}
-	signed, exp, err := s.presign(ctx, &sigInput{method: http.MethodPut, t: s.targetFor(origin), key: in.Key, ttl: ttl,
-		length: in.Size, partNumber: in.Number, uploadID: in.UploadID})
+	sig := sigInput{method: http.MethodPut, t: s.targetFor(origin), key: in.Key, ttl: ttl,
+		length: in.Size, partNumber: in.Number, uploadID: in.UploadID}
+	out := map[string]string{}
+	if in.Size > 0 {
+		out["Content-Length"] = strconv.FormatInt(in.Size, 10)
+	}
+	if in.SHA256 != nil {
+		sig.checksum = base64.StdEncoding.EncodeToString(in.SHA256)
+		out["X-Amz-Checksum-Sha256"] = sig.checksum
+	}
+	signed, exp, err := s.presign(ctx, &sig)
 	if err != nil {
 		return storage.SignedRequest{}, err
 	}
-	var out map[string]string
-	if in.Size > 0 {
-		out = map[string]string{"Content-Length": strconv.FormatInt(in.Size, 10)}
+	if len(out) == 0 {
+		out = nil
 	}
 	return storage.SignedRequest{Method: http.MethodPut, URL: signed, Headers: out, Expires: exp}, nil
 }
