@@ -70,6 +70,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    sweep_interval       <duration>
 //	    sweeper              off
 //	    forward [<path>] {
+//	        timeout <duration>
 //	        secret <secret>
 //	    }
 //	    download             owner|authenticated|public
@@ -185,6 +186,10 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				switch d.Val() {
 				case "secret":
 					if err := oneArg(d, &u.Forward.Secret); err != nil {
+						return err
+					}
+				case "timeout":
+					if err := durationArg(d, &u.Forward.Timeout); err != nil {
 						return err
 					}
 				default:

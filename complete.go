@@ -77,12 +77,15 @@ func (h *Handler) complete(c *call, rec *storage.Record, want *completeRequest, 
 		return err
 	}
 	if h.Forward == nil {
-		out, err := h.confirm(c.ctx(), rec, info)
+		out, err := h.confirm(c.ctx(), rec, info, true)
 		if err != nil {
 			return err
 		}
 		answer(out)
 		return nil
+	}
+	if err := h.holdForForward(c.ctx(), rec); err != nil {
+		return err
 	}
 	app, err := h.forward(c, rec, info)
 	if err != nil {
@@ -90,8 +93,9 @@ func (h *Handler) complete(c *call, rec *storage.Record, want *completeRequest, 
 	}
 	if app.accepted() {
 		// The application has taken the upload: the confirmation is
-		// written whatever the client does from now on.
-		if _, err := h.confirm(context.WithoutCancel(c.ctx()), rec, info); err != nil {
+		// written whatever the client does from now on, and whatever the
+		// time (the hold kept the sweeper away).
+		if _, err := h.confirm(context.WithoutCancel(c.ctx()), rec, info, false); err != nil {
 			return err
 		}
 	}
@@ -185,14 +189,50 @@ func outsideLimits(rec *storage.Record, size int64, what string) *rejection {
 	return nil
 }
 
-// confirm marks rec confirmed; the write is on disk before it returns.
-func (h *Handler) confirm(ctx context.Context, rec *storage.Record, info storage.ObjectInfo) (*storage.Record, error) {
+// holdForForward keeps the sweeper away from rec while the application
+// decides: the record must still be pending and in time, and its deadline
+// moves past the forward's timeout (plus a minute for the confirmation's
+// own write). Nothing is deleted under an application that is accepting.
+func (h *Handler) holdForForward(ctx context.Context, rec *storage.Record) error {
+	now := time.Now().UTC()
+	until := now.Add(time.Duration(h.Forward.Timeout) + time.Minute)
+	_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
+		if e := pendingState(cur, now); e != nil {
+			return e
+		}
+		if cur.Internal.ExpiresAt.Before(until) {
+			cur.Internal.ExpiresAt = until
+			cur.Internal.UpdatedAt = now
+		}
+		return nil
+	})
+	return ledgerAnswer(err)
+}
+
+// ledgerAnswer passes an *apiError from an update on, and makes any other
+// ledger error the client's storage_unavailable.
+func ledgerAnswer(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return errLedger(err)
+}
+
+// confirm marks rec confirmed; the write is on disk before it returns. A
+// pending record past its deadline is refused when deadline is set; after
+// an application accepted the upload (under holdForForward) it is not: the
+// upload is confirmed as long as nobody closed the record.
+func (h *Handler) confirm(ctx context.Context, rec *storage.Record, info storage.ObjectInfo, deadline bool) (*storage.Record, error) {
 	now := time.Now().UTC()
 	out, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
 		if cur.Status == storage.StatusConfirmed {
 			return nil
 		}
-		if e := pendingState(cur, now); e != nil {
+		if e := pendingState(cur, now); e != nil && (deadline || cur.Status != storage.StatusPending) {
 			return e
 		}
 		cur.Status = storage.StatusConfirmed
@@ -203,11 +243,7 @@ func (h *Handler) confirm(ctx context.Context, rec *storage.Record, info storage
 		return nil
 	})
 	if err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) {
-			return nil, ae
-		}
-		return nil, errLedger(err)
+		return nil, ledgerAnswer(err)
 	}
 	h.notifyWebhook()
 	return out, nil

@@ -2,6 +2,7 @@ package caddyupload
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -42,6 +43,11 @@ type Forward struct {
 	Path string `json:"path,omitempty"`
 	// Secret keys the signature; use an {env.*} placeholder. Required.
 	Secret string `json:"secret"`
+	// Timeout bounds the wait for the application's answer. The record is
+	// held for that long (the sweeper leaves it alone), and the wait goes
+	// on if the client disconnects, so an upload the application accepts
+	// is always confirmed. Default: 1m.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	secret []byte
 }
@@ -60,8 +66,16 @@ func (f *Forward) provision() error {
 		return fmt.Errorf("forward: path must start with /")
 	}
 	f.secret = []byte(secret)
+	if f.Timeout == 0 {
+		f.Timeout = caddy.Duration(defaultForwardTimeout)
+	}
+	if f.Timeout < caddy.Duration(time.Second) {
+		return fmt.Errorf("forward: timeout must be at least 1s")
+	}
 	return nil
 }
+
+const defaultForwardTimeout = time.Minute
 
 // sign returns the signature header value over the given header values.
 func (f *Forward) sign(ts string, h http.Header) string {
@@ -100,7 +114,11 @@ func (h *Handler) forward(c *call, rec *storage.Record, info storage.ObjectInfo)
 	if err != nil {
 		return appAnswer{}, err
 	}
-	fr := c.r.Clone(c.ctx())
+	// The application's answer is read whatever the client does: an upload
+	// it accepts must be confirmed (see complete).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx()), time.Duration(h.Forward.Timeout))
+	defer cancel()
+	fr := c.r.Clone(ctx)
 	fr.Method = http.MethodPost
 	if h.Forward.Path != "" {
 		fr.URL.Path, fr.URL.RawPath, fr.URL.RawQuery = h.Forward.Path, "", ""

@@ -2,8 +2,10 @@ package caddyupload
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -127,4 +129,89 @@ func TestForwardWithoutApplication(t *testing.T) {
 	if rec.Status != "confirmed" {
 		t.Fatalf("record after the application took it: %s", rec.Status)
 	}
+}
+
+// An upload the application accepts is confirmed, even when the client is
+// gone and the record's deadline passed while the application decided: the
+// sweeper leaves a record alone while it is forwarded, so it never deletes
+// an object the application took.
+func TestForwardAcceptedIsConfirmed(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
+		arrived, release := make(chan string, 4), make(chan int)
+		app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			arrived <- r.Header.Get("X-Upload-Id")
+			w.WriteHeader(<-release)
+		}))
+		t.Cleanup(app.Close)
+		t.Setenv("CU_TEST_APP_SECRET", appSecret)
+		s := newSite(t, srv)
+		s.load(s.caddyfileWith("url_ttl 1s\n pending_ttl 1s\n sweep_interval 1s\n forward {\n secret {env.CU_TEST_APP_SECRET}\n timeout 30s\n }", "reverse_proxy "+app.URL))
+
+		complete := func(c created) (cancel func(), done chan int) {
+			ctx, cancel := context.WithCancel(context.Background())
+			done = make(chan int, 1)
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, "POST", s.base+"/up/"+c.ID+"/complete", nil)
+				req.SetBasicAuth("alice", testUsers["alice"])
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					done <- 0
+					return
+				}
+				resp.Body.Close()
+				done <- resp.StatusCode
+			}()
+			if id := <-arrived; id != c.ID {
+				t.Errorf("the app got %s, want %s", id, c.ID)
+			}
+			return cancel, done
+		}
+		status := func(id string) string {
+			var rec record
+			s.call("alice", "GET", "/"+id, nil, &rec)
+			return rec.Status
+		}
+		pastDeadline := func(c created) {
+			time.Sleep(time.Until(c.ExpiresAt) + 2500*time.Millisecond) // past the deadline, two sweeps later
+		}
+
+		// The client stays: it gets the app's 2xx after the deadline passed.
+		stay := s.create("alice", "stay.txt", 4, "text/plain")
+		if st := s.put(stay, []byte("stay"), nil); st != 200 {
+			t.Fatalf("PUT: %d", st)
+		}
+		_, done := complete(stay)
+		pastDeadline(stay)
+		release <- 200
+		if st := <-done; st != 200 {
+			t.Errorf("complete answered %d after the app accepted", st)
+		}
+
+		// The client leaves while the app decides.
+		gone := s.create("alice", "gone.txt", 4, "text/plain")
+		if st := s.put(gone, []byte("gone"), nil); st != 200 {
+			t.Fatalf("PUT: %d", st)
+		}
+		cancel, done := complete(gone)
+		cancel()
+		<-done
+		pastDeadline(gone)
+		release <- 201
+		eventually(t, "the accepted upload confirmed", func() bool { return status(gone.ID) == "confirmed" })
+
+		time.Sleep(2 * time.Second) // more sweeps
+		for _, c := range []created{stay, gone} {
+			if st := status(c.ID); st != "confirmed" || !s.objectExists(c.Key) {
+				t.Errorf("%s: status %s, object there: %v", c.Key, st, s.objectExists(c.Key))
+			}
+		}
+
+		// Control: an upload the app refuses stays pending and is swept
+		// once its hold is over; one never completed is swept on time.
+		idle := s.create("alice", "idle.txt", 4, "text/plain")
+		if st := s.put(idle, []byte("idle"), nil); st != 200 {
+			t.Fatalf("PUT: %d", st)
+		}
+		eventually(t, "the idle upload swept", func() bool { return status(idle.ID) == "expired" && !s.objectExists(idle.Key) })
+	})
 }
