@@ -21,6 +21,16 @@ func (h *Handler) serveAbort(c *call) error {
 // more, then removes what storage holds of it. A retry after a storage
 // failure removes it again.
 func (h *Handler) abort(c *call, rec *storage.Record) error {
+	// A completion of this upload running in this process finishes first:
+	// its assembly would otherwise write the object after it was removed.
+	unlock, waited := h.completing.lock(rec.ID)
+	defer unlock()
+	if waited {
+		var err error
+		if rec, err = h.ledger.Get(c.ctx(), rec.ID); err != nil {
+			return errLedger(err)
+		}
+	}
 	if rec.Status == storage.StatusPending || rec.Status == storage.StatusConfirmed {
 		var err error
 		if rec, err = h.closeRecord(c.ctx(), rec.ID, storage.StatusAborted, "", storage.StatusPending, storage.StatusConfirmed); err != nil {
@@ -46,20 +56,29 @@ func (h *Handler) removeObject(ctx context.Context, rec *storage.Record) error {
 	return h.store.Delete(ctx, rec.Key)
 }
 
-// urlSkew is how long after its expiry a storage server may still accept
-// a presigned URL: SigV4 servers allow 15 minutes of clock skew.
+// urlSkew is how long after the last moment a write could start that it
+// may still land: SigV4 servers accept a URL up to 15 minutes past its
+// expiry (clock skew), and a request or assembly already under way
+// finishes after the record was closed.
 var urlSkew = 15 * time.Minute
 
-// recheckAfterURLs is called as cur is closed (aborted or rejected): while
-// its upload URL can still be used, the object can be written again after
-// it was removed, so the sweeper removes it once more when no URL can. Part
-// URLs die with their multipart upload.
+// recheckAfterURLs is called as cur is closed (aborted, rejected or
+// expired): an upload URL still valid, a PUT still sending, or an assembly
+// of its parts still running (in another instance) can write the object
+// after it was removed, so the sweeper removes it once more when none can.
 func (h *Handler) recheckAfterURLs(cur *storage.Record, now time.Time) {
-	if cur.Internal.Kind == storage.KindMultipart {
-		return
+	last := now
+	if cur.Internal.Kind != storage.KindMultipart {
+		// Part URLs die with their multipart upload; a single URL lives on.
+		last = maxTime(last, cur.CreatedAt.Add(time.Duration(h.URLTTL)))
 	}
-	if deadline := cur.CreatedAt.Add(time.Duration(h.URLTTL) + urlSkew); deadline.After(now) {
-		cur.Internal.Recheck = true
-		cur.Internal.ExpiresAt = deadline
+	cur.Internal.Recheck = true
+	cur.Internal.ExpiresAt = last.Add(urlSkew)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
+	return b
 }

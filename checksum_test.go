@@ -2,6 +2,7 @@ package caddyupload
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddyupload/caddyupload/internal/realservers"
+	"github.com/caddyupload/caddyupload/storage"
 )
 
 type signedParts struct {
@@ -144,4 +147,55 @@ func TestRequireChecksumNeedsPut(t *testing.T) {
 		t.Fatalf("load: %v", err)
 	}
 	s.load(s.caddyfile("require_checksum"))
+}
+
+// Two completions of one multipart upload racing each other both answer
+// the confirmed record: the one whose assembly comes second finds the
+// upload gone from storage and lets the object check decide, instead of
+// telling its client to upload a confirmed file again.
+func TestConcurrentMultipartCompletes(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
+		s := newSite(t, srv)
+		s.load(s.caddyfile("multipart_threshold 5MiB\n part_size 5MiB"))
+		file := randomBytes(6 << 20)
+		c := s.create("alice", "big.bin", int64(len(file)), "application/octet-stream")
+		var sp signedParts
+		if resp := s.call("alice", "POST", "/"+c.ID+"/parts", map[string]any{"numbers": []int{1, 2}}, &sp); resp.StatusCode != 200 {
+			t.Fatalf("sign: %d", resp.StatusCode)
+		}
+		for i, p := range sp.Parts {
+			if st := putPart(t, p.URL, p.Headers, file[i*(5<<20):min(len(file), (i+1)*(5<<20))]); st != 200 {
+				t.Fatalf("part %d: %d", p.Number, st)
+			}
+		}
+
+		// The first completion is held just before it assembles the parts
+		// until the second one is in too.
+		release := make(chan struct{})
+		var once sync.Once
+		hook := func(*storage.Record) { once.Do(func() { <-release }) }
+		beforeAssemble.Store(&hook)
+		t.Cleanup(func() { beforeAssemble.Store(nil) })
+		var wg sync.WaitGroup
+		answers := make([]record, 2)
+		codes := make([]int, 2)
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i] = s.call("alice", "POST", "/"+c.ID+"/complete", nil, &answers[i]).StatusCode
+			}()
+		}
+		eventually(t, "the second completion waiting", func() bool { return lockWaits.Load() == 1 })
+		close(release)
+		wg.Wait()
+		for i := range 2 {
+			if codes[i] != 200 || answers[i].Status != "confirmed" {
+				t.Errorf("completion %d: %d %s", i, codes[i], answers[i].Status)
+			}
+		}
+		if st, got := s.download("alice", c.ID); st != 200 || !bytes.Equal(got, file) {
+			t.Errorf("download: %d, %d bytes", st, len(got))
+		}
+	})
 }

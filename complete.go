@@ -64,6 +64,16 @@ func (h *Handler) serveCompleteByKey(c *call) error {
 // when the route forwards, confirms the record and answers. It is
 // idempotent: a confirmed record is answered as it is.
 func (h *Handler) complete(c *call, rec *storage.Record, want *completeRequest, answer func(*storage.Record)) error {
+	unlock, waited := h.completing.lock(rec.ID)
+	defer unlock()
+	if waited {
+		// Another completion of this upload ran meanwhile: start from
+		// what it decided.
+		var err error
+		if rec, err = h.ledger.Get(c.ctx(), rec.ID); err != nil {
+			return errLedger(err)
+		}
+	}
 	if rec.Status == storage.StatusConfirmed {
 		answer(rec)
 		return nil
@@ -84,8 +94,14 @@ func (h *Handler) complete(c *call, rec *storage.Record, want *completeRequest, 
 		answer(out)
 		return nil
 	}
-	if err := h.holdForForward(c.ctx(), rec); err != nil {
+	held, err := h.holdForForward(c.ctx(), rec)
+	if err != nil {
 		return err
+	}
+	if held.Status == storage.StatusConfirmed {
+		// A concurrent completion of the same upload was accepted.
+		answer(held)
+		return nil
 	}
 	app, err := h.forward(c, rec, info)
 	if err != nil {
@@ -193,10 +209,13 @@ func outsideLimits(rec *storage.Record, size int64, what string) *rejection {
 // decides: the record must still be pending and in time, and its deadline
 // moves past the forward's timeout (plus a minute for the confirmation's
 // own write). Nothing is deleted under an application that is accepting.
-func (h *Handler) holdForForward(ctx context.Context, rec *storage.Record) error {
+func (h *Handler) holdForForward(ctx context.Context, rec *storage.Record) (*storage.Record, error) {
 	now := time.Now().UTC()
 	until := now.Add(time.Duration(h.Forward.Timeout) + time.Minute)
-	_, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
+	out, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
+		if cur.Status == storage.StatusConfirmed {
+			return nil
+		}
 		if e := pendingState(cur, now); e != nil {
 			return e
 		}
@@ -206,7 +225,7 @@ func (h *Handler) holdForForward(ctx context.Context, rec *storage.Record) error
 		}
 		return nil
 	})
-	return ledgerAnswer(err)
+	return out, ledgerAnswer(err)
 }
 
 // ledgerAnswer passes an *apiError from an update on, and makes any other

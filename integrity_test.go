@@ -283,3 +283,51 @@ func TestSweeperNeverDeletesAConfirmedObject(t *testing.T) {
 		t.Errorf("the upload confirmed during the sweep: status %s, object kept %v", rec.Status, s.objectExists(late.Key))
 	}
 }
+
+// Writes that land after their record was closed by someone who could not
+// see them — an assembly of parts still running in another instance when
+// DELETE came, a PUT still sending when the upload expired — are removed
+// by the sweeper once no such write can land any more. Storage is written
+// directly here, as such a late write would.
+func TestLateWritesAfterCloseRemoved(t *testing.T) {
+	old := urlSkew
+	urlSkew = 4 * time.Second // the margin for writes under way, short for the test
+	t.Cleanup(func() { urlSkew = old })
+	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
+		s := newSite(t, srv)
+		s.load(s.caddyfile("url_ttl 1s\n pending_ttl 1s\n sweep_interval 1s\n multipart_threshold 5MiB"))
+
+		multi := s.create("alice", "big.bin", 6<<20, "application/octet-stream")
+		if resp := s.call("alice", "DELETE", "/"+multi.ID, nil, nil); resp.StatusCode != 204 {
+			t.Fatalf("abort: %d", resp.StatusCode)
+		}
+		s.putDirect(multi.Key, []byte("assembled late"), "application/octet-stream")
+
+		expired := s.create("alice", "slow.txt", 4, "text/plain")
+		var rec record
+		eventually(t, "the abandoned upload expired", func() bool {
+			s.call("alice", "GET", "/"+expired.ID, nil, &rec)
+			return rec.Status == "expired"
+		})
+		s.putDirect(expired.Key, []byte("slow"), "text/plain")
+
+		// Control: a confirmed upload made meanwhile stays.
+		kept := s.create("alice", "kept.txt", 4, "text/plain")
+		if st := s.put(kept, []byte("kept"), nil); st != 200 {
+			t.Fatalf("PUT: %d", st)
+		}
+		if resp := s.call("alice", "POST", "/"+kept.ID+"/complete", nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("complete: %d", resp.StatusCode)
+		}
+
+		if !s.objectExists(multi.Key) || !s.objectExists(expired.Key) {
+			t.Fatal("the late writes did not land")
+		}
+		eventually(t, "late writes removed", func() bool {
+			return !s.objectExists(multi.Key) && !s.objectExists(expired.Key)
+		})
+		if !s.objectExists(kept.Key) {
+			t.Error("the sweeper removed a confirmed upload")
+		}
+	})
+}

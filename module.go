@@ -160,10 +160,12 @@ type Handler struct {
 
 	store  storage.ObjectStore
 	ledger storage.Ledger
-	auth   authenticator
-	keys   keyTemplate
-	types  typeMatcher
-	logger *zap.Logger
+	// completing serializes the completions of one record.
+	completing *recordLocks
+	auth       authenticator
+	keys       keyTemplate
+	types      typeMatcher
+	logger     *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -243,6 +245,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("ledger module %T is not a LedgerBackend", mod)
 	}
 	h.ledger = lb.Ledger()
+	h.completing = new(recordLocks)
 
 	if h.Forward != nil {
 		if err := h.Forward.provision(); err != nil {

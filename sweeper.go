@@ -72,7 +72,7 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if f := afterSweepList.Load(); f != nil {
 			(*f)(h, due)
 		}
-		claimed, expired, err := h.sweepUpdate(ctx, due, now, claim)
+		claimed, expired, err := h.sweepUpdate(ctx, due, now, h.claim)
 		total += expired
 		if expired > 0 {
 			h.notifyWebhook()
@@ -107,15 +107,16 @@ var afterSweepList atomic.Pointer[func(*Handler, []*storage.Record)]
 
 // claim takes a due record for deletion and reports whether it did so and
 // whether that expired it. A record that changed since it was listed (a
-// complete landed) is left alone.
-func claim(cur *storage.Record, now time.Time) (claimed, expired bool) {
+// complete landed) is left alone. An expired record stays due for one more
+// deletion after a write still under way could have landed.
+func (h *Handler) claim(cur *storage.Record, now time.Time) (claimed, expired bool) {
 	switch {
 	case cur.Internal.ExpiresAt.After(now):
 		return false, false
 	case cur.Status == storage.StatusPending:
 		cur.Status = storage.StatusExpired
-		cur.Internal.Recheck = true
 		cur.Internal.UpdatedAt = now.UTC()
+		h.recheckAfterURLs(cur, now)
 		return true, true
 	case cur.NeedsSweep():
 		return true, false
