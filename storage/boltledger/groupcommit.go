@@ -32,6 +32,9 @@ func (l *Ledger) write(ctx context.Context, prepare prepareFunc) (*storage.Recor
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := l.Failed(); err != nil {
+		return nil, err
+	}
 	o := &op{ctx: ctx, prepare: prepare, done: make(chan result, 1)}
 	if l.noGroup {
 		if l.closed.Load() {
@@ -104,6 +107,12 @@ func (l *Ledger) runBatch(ops []*op) {
 		}
 	}()
 
+	if err := l.Failed(); err != nil {
+		for i := range results {
+			results[i].err = err
+		}
+		return
+	}
 	tx, err := l.db.Begin(true)
 	if err != nil {
 		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
@@ -141,8 +150,8 @@ func (l *Ledger) runBatch(ops []*op) {
 		tx.Rollback()
 		return
 	}
-	if err := tx.Commit(); err != nil {
-		failWritten(results, fmt.Errorf("committing ledger: %w", err))
+	if err := commitTx(tx); err != nil {
+		failWritten(results, l.fail(fmt.Errorf("committing ledger: %w", err)))
 		return
 	}
 	l.commits.Add(1)

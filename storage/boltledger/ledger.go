@@ -76,6 +76,8 @@ type Ledger struct {
 
 	writes  atomic.Uint64
 	commits atomic.Uint64
+	// failure is set once a commit failed; every call then fails with it.
+	failure atomic.Pointer[failedError]
 }
 
 // Stats are counters since Open.

@@ -15,6 +15,9 @@ func (l *Ledger) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
+	if err := l.Failed(); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
