@@ -162,10 +162,12 @@ type Handler struct {
 	ledger storage.Ledger
 	// completing serializes the completions of one record.
 	completing *recordLocks
-	auth       authenticator
-	keys       keyTemplate
-	types      typeMatcher
-	logger     *zap.Logger
+	// orphansSeen dates the orphan scan's candidates by this clock.
+	orphansSeen *sightings
+	auth        authenticator
+	keys        keyTemplate
+	types       typeMatcher
+	logger      *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -246,6 +248,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.ledger = lb.Ledger()
 	h.completing = new(recordLocks)
+	h.orphansSeen = new(sightings)
 
 	if h.Forward != nil {
 		if err := h.Forward.provision(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyupload/caddyupload/storage"
@@ -45,7 +46,10 @@ func (kt keyTemplate) pattern() *regexp.Regexp {
 // sweepOrphans aborts multipart uploads under this route's key prefix that
 // no pending record knows (a lost ledger file, a crash between starting the
 // upload and recording it), once they are older than the pending TTL. Only
-// keys of this route's template shape are candidates.
+// keys of this route's template shape are candidates. Age is measured
+// twice: by the storage server's Initiated time, and by when this process
+// first saw the upload, so that a server clock running behind cannot make
+// an upload whose record is being written look abandoned.
 func (h *Handler) sweepOrphans(ctx context.Context, now time.Time) (int, error) {
 	uploads, err := h.store.ListMultipartUploads(ctx, h.keys.prefix)
 	if err != nil {
@@ -53,9 +57,10 @@ func (h *Handler) sweepOrphans(ctx context.Context, now time.Time) (int, error) 
 	}
 	pattern := h.keys.pattern()
 	cutoff := now.Add(-time.Duration(h.PendingTTL))
+	seen := h.orphansSeen.sighted(uploads, now)
 	n := 0
 	for _, u := range uploads {
-		if !pattern.MatchString(u.Key) || u.Initiated.IsZero() || u.Initiated.After(cutoff) {
+		if !pattern.MatchString(u.Key) || u.Initiated.IsZero() || u.Initiated.After(cutoff) || seen[u.UploadID].After(cutoff) {
 			continue
 		}
 		rec, err := h.ledger.GetByKey(ctx, h.store.ID(), u.Key)
@@ -72,4 +77,28 @@ func (h *Handler) sweepOrphans(ctx context.Context, now time.Time) (int, error) 
 		n++
 	}
 	return n, nil
+}
+
+// sightings remembers when this process first saw each open multipart
+// upload; uploads gone from storage are forgotten.
+type sightings struct {
+	mu    sync.Mutex
+	first map[string]time.Time // by upload id
+}
+
+// sighted records the uploads listed at now and returns when each was
+// first seen.
+func (s *sightings) sighted(uploads []storage.MultipartUpload, now time.Time) map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := make(map[string]time.Time, len(uploads))
+	for _, u := range uploads {
+		t, ok := s.first[u.UploadID]
+		if !ok {
+			t = now
+		}
+		next[u.UploadID] = t
+	}
+	s.first = next
+	return next
 }

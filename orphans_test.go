@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
+
+	"github.com/caddyupload/caddyupload/storage"
 )
 
 // TestSweeperAbortsMultipart covers both ways a multipart upload is
@@ -65,4 +67,35 @@ func (s *testSite) multipartExists(key, uploadID string) bool {
 		}
 	}
 	return false
+}
+
+// The orphan scan does not trust the storage server's clock: an upload
+// whose Initiated time looks old (a server clock running behind, here the
+// scan's clock running ahead) is aborted only once this process has itself
+// seen it for the pending TTL.
+func TestOrphanScanKeepsItsOwnClock(t *testing.T) {
+	s := newSite(t, oneServer(t))
+	s.load(s.caddyfile("url_ttl 1s\n pending_ttl 1s\n sweep_interval 1s\n multipart_threshold 5MiB"))
+	handlers := make(chan *Handler, 1)
+	hook := func(h *Handler, _ []*storage.Record) {
+		select {
+		case handlers <- h:
+		default:
+		}
+	}
+	afterSweepList.Store(&hook)
+	t.Cleanup(func() { afterSweepList.Store(nil) })
+	s.create("alice", "due.txt", 4, "text/plain") // gives the sweeper something to list
+	h := <-handlers
+	afterSweepList.Store(nil)
+
+	key := uuid.NewString() + ".bin"
+	id := s.startMultipart(key)
+	later := time.Now().Add(3 * time.Hour)
+	if n, err := h.sweepOrphans(t.Context(), later); err != nil || n != 0 || !s.multipartExists(key, id) {
+		t.Fatalf("first sighting: aborted %d (%v); a server clock 3h behind made a new upload look abandoned", n, err)
+	}
+	if n, err := h.sweepOrphans(t.Context(), later.Add(2*time.Second)); err != nil || n != 1 || s.multipartExists(key, id) {
+		t.Fatalf("after the pending TTL by this clock: aborted %d (%v)", n, err)
+	}
 }
