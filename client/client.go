@@ -33,8 +33,9 @@ type Client struct {
 	// Auth adds credentials to every API request (not to storage
 	// requests, which carry their own signature). Optional.
 	Auth func(*http.Request)
-	// HTTP is the client for API and storage requests. Default: one with
-	// no overall timeout (large parts take long) and sane dial timeouts.
+	// HTTP is the client for API and storage requests. Default:
+	// http.DefaultClient, which has no overall timeout (large parts take
+	// long).
 	HTTP *http.Client
 	// Concurrency is how many parts go up at once. Default: 4.
 	Concurrency int
