@@ -6,8 +6,13 @@
 //
 // The bytes go straight to object storage with the presigned requests the
 // route hands out; the route only sees metadata, then confirms the upload.
+// The SHA-256 of what is sent (the file for a single PUT, each part of a
+// multipart upload) is declared and signed into its URL, so storage itself
+// refuses other bytes.
 
 const STORE_KEY = 'caddyupload:pending'
+// The route's default multipart_threshold.
+const DEFAULT_MULTIPART_THRESHOLD = 100 * 1024 * 1024
 
 /** An upload failed; `message` is the server's error message when it sent one. */
 export class UploadError extends Error {
@@ -36,6 +41,11 @@ export class UploadError extends Error {
  * @property {AbortSignal} [signal] Stops every request in flight (the record stays pending; see abort()).
  * @property {number} [concurrency=4] Parts uploaded at once.
  * @property {number} [retries=3] Retries of each storage request after a network or server error.
+ * @property {boolean} [checksums=true] Declare the SHA-256 of the file (single PUT) or of each part
+ *   (multipart), hashed with WebCrypto, which exists in secure contexts only (https, localhost):
+ *   elsewhere nothing is declared. Routes with require_checksum refuse uploads without them.
+ * @property {number} [multipartThreshold=104857600] The route's multipart_threshold: a file of at
+ *   most this many bytes goes up in one request, and is hashed whole (in memory) for its checksum.
  */
 
 /**
@@ -48,8 +58,7 @@ export class UploadError extends Error {
  * @returns {Promise<object>} the confirmed record
  */
 export async function upload (file, opts) {
-  const type = file.type || 'application/octet-stream'
-  const created = await api(opts, 'POST', '/', { filename: file.name, size: file.size, type, metadata: opts.metadata })
+  const created = await create(file, opts)
   opts.onCreate?.(created)
   opts.onStatus?.('uploading')
   if (!created.multipart) {
@@ -59,6 +68,39 @@ export async function upload (file, opts) {
   }
   remember({ id: created.id, base: opts.base, name: file.name, size: file.size, lastModified: file.lastModified, partSize: created.multipart.part_size, partCount: created.multipart.part_count, etags: {} })
   return sendParts(file, created.id, created.multipart.part_size, created.multipart.part_count, new Map(), opts)
+}
+
+// create creates the upload, declaring the file's SHA-256 when it will be
+// a single PUT (the route verifies a whole-file checksum for those only).
+async function create (file, opts) {
+  const body = { filename: file.name, size: file.size, type: file.type || 'application/octet-stream', metadata: opts.metadata }
+  if (!checksums(opts) || file.size > (opts.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD)) {
+    return api(opts, 'POST', '/', body)
+  }
+  body.sha256 = await sha256Hex(file)
+  opts.signal?.throwIfAborted()
+  try {
+    return await api(opts, 'POST', '/', body)
+  } catch (err) {
+    // The route refuses a whole-file checksum it cannot verify: it sends
+    // this file otherwise (method post, or a lower multipart_threshold than
+    // multipartThreshold). Without it, a multipart upload still gets part
+    // checksums; any other invalid_request comes back again.
+    if (err.code !== 'invalid_request') throw err
+    delete body.sha256
+    return api(opts, 'POST', '/', body)
+  }
+}
+
+function checksums (opts) {
+  return opts.checksums !== false && !!globalThis.crypto?.subtle
+}
+
+// sha256Hex hashes a Blob; WebCrypto has no streaming digest, so the blob
+// is read whole: a part, or a file no larger than the multipart threshold.
+async function sha256Hex (blob) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer()))
+  return Array.from(digest, b => b.toString(16).padStart(2, '0')).join('')
 }
 
 /**
@@ -209,7 +251,8 @@ async function sendSingle (file, created, opts) {
 }
 
 // sendParts uploads the parts not in done (number → ETag), `concurrency`
-// at a time, then completes the upload.
+// at a time, then completes the upload. Each part is hashed before it is
+// signed, and only the parts it sends: those done are neither.
 async function sendParts (file, id, partSize, partCount, done, opts) {
   const concurrency = Math.max(1, opts.concurrency ?? 4)
   const size = n => Math.min(partSize, file.size - (n - 1) * partSize)
@@ -226,7 +269,9 @@ async function sendParts (file, id, partSize, partCount, done, opts) {
   report()
 
   // Part URLs are signed in batches, ahead of need, and again when storage
-  // says one expired (403).
+  // says one expired (403). With checksums, a part is signed once it is
+  // hashed, so a batch holds only the parts hashed by then.
+  const sums = checksums(opts) ? new Map() : null
   const signed = new Map()
   let batch = null
   const urlFor = async (n, stale) => {
@@ -234,8 +279,9 @@ async function sendParts (file, id, partSize, partCount, done, opts) {
     for (let tries = 0; !signed.has(n); tries++) {
       if (tries > 2) throw new UploadError(`part ${n} could not be signed`)
       if (!batch) {
-        const numbers = [n, ...todo.filter(m => m > n && !signed.has(m)).slice(0, 2 * concurrency)]
-        batch = api(opts, 'POST', `/${id}/parts`, { numbers })
+        const numbers = [n, ...todo.filter(m => m > n && !signed.has(m) && (!sums || sums.has(m))).slice(0, 2 * concurrency)]
+        const req = sums ? { numbers, sha256: numbers.map(m => sums.get(m)) } : { numbers }
+        batch = api(opts, 'POST', `/${id}/parts`, req)
           .then(r => { for (const p of r.parts) signed.set(p.number, p) })
           .finally(() => { batch = null })
       }
@@ -254,6 +300,10 @@ async function sendParts (file, id, partSize, partCount, done, opts) {
     while (next < todo.length) {
       const n = todo[next++]
       const blob = file.slice((n - 1) * partSize, (n - 1) * partSize + size(n))
+      if (sums) {
+        sums.set(n, await sha256Hex(blob))
+        stop.signal.throwIfAborted()
+      }
       let part = await urlFor(n, false)
       const xhr = await withRetries(partOpts, () => {
         inFlight.set(n, 0)

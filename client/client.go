@@ -2,11 +2,18 @@
 // send the bytes straight to object storage (parts in parallel for large
 // files), complete. Memory stays flat: parts are read from the file as
 // they are sent, never buffered whole.
+//
+// By default the client declares the SHA-256 of what it sends: of the whole
+// file for a single PUT, of each part for a multipart upload. The route
+// signs each checksum into its URL, so storage itself refuses bytes that
+// differ from what was hashed, including a part cut off mid-body.
 package client
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,8 +33,9 @@ type Client struct {
 	// Auth adds credentials to every API request (not to storage
 	// requests, which carry their own signature). Optional.
 	Auth func(*http.Request)
-	// HTTP is the client for API and storage requests. Default: one with
-	// no overall timeout (large parts take long) and sane dial timeouts.
+	// HTTP is the client for API and storage requests. Default:
+	// http.DefaultClient, which has no overall timeout (large parts take
+	// long).
 	HTTP *http.Client
 	// Concurrency is how many parts go up at once. Default: 4.
 	Concurrency int
@@ -35,7 +43,21 @@ type Client struct {
 	Retries int
 	// Progress, when set, is called with the bytes sent so far.
 	Progress func(sent, total int64)
+	// MultipartThreshold is the route's multipart_threshold: a file of at
+	// most this many bytes goes up in one request, and its SHA-256 is
+	// declared at create (the server verifies a whole-file checksum for
+	// single PUTs only). Set it when the route's differs. Default: 100 MiB,
+	// the route's default.
+	MultipartThreshold int64
+	// DisableChecksums stops computing and declaring SHA-256 checksums, so
+	// each file is read once instead of twice; storage then checks only
+	// lengths. Routes with require_checksum refuse such uploads. Default:
+	// false, checksums are declared.
+	DisableChecksums bool
 }
+
+// defaultMultipartThreshold is the route's default multipart_threshold.
+const defaultMultipartThreshold = 100 << 20
 
 // Bearer returns an Auth function for a bearer token.
 func Bearer(token string) func(*http.Request) {
@@ -103,12 +125,11 @@ func (c *Client) http() *http.Client {
 
 // Upload sends f and returns the confirmed record.
 func (c *Client) Upload(ctx context.Context, f File) (*Record, error) {
-	var cr created
-	if err := c.api(ctx, http.MethodPost, "/", map[string]any{"filename": f.Name, "size": f.Size, "type": f.Type, "metadata": f.Metadata}, &cr); err != nil {
+	cr, err := c.create(ctx, f)
+	if err != nil {
 		return nil, err
 	}
 	var done *completion
-	var err error
 	switch {
 	case cr.Multipart != nil:
 		done, err = c.multipart(ctx, cr.ID, cr.Multipart.PartSize, cr.Multipart.PartCount, f)
@@ -135,6 +156,58 @@ func (c *Client) Upload(ctx context.Context, f File) (*Record, error) {
 	return &rec, nil
 }
 
+// create creates the upload, declaring the file's SHA-256 when it will be a
+// single PUT.
+func (c *Client) create(ctx context.Context, f File) (created, error) {
+	var cr created
+	req := map[string]any{"filename": f.Name, "size": f.Size, "type": f.Type, "metadata": f.Metadata}
+	threshold := c.MultipartThreshold
+	if threshold <= 0 {
+		threshold = defaultMultipartThreshold
+	}
+	if c.DisableChecksums || f.Size > threshold {
+		return cr, c.api(ctx, http.MethodPost, "/", req, &cr)
+	}
+	sum, err := sha256Hex(ctx, io.NewSectionReader(f.Body, 0, f.Size))
+	if err != nil {
+		return cr, err
+	}
+	req["sha256"] = sum
+	err = c.api(ctx, http.MethodPost, "/", req, &cr)
+	var ae *Error
+	if errors.As(err, &ae) && ae.Code == "invalid_request" {
+		// The route refuses a whole-file checksum it cannot verify: it
+		// sends this file otherwise (method post, or a multipart_threshold
+		// below MultipartThreshold). Without it the upload is what the
+		// route makes of it, and a multipart upload still gets part
+		// checksums. Any other invalid_request comes back again.
+		delete(req, "sha256")
+		cr = created{}
+		err = c.api(ctx, http.MethodPost, "/", req, &cr)
+	}
+	return cr, err
+}
+
+// sha256Hex hashes r in a loop that stops when ctx is done; files can be
+// large, and this reads them whole.
+func sha256Hex(ctx context.Context, r io.Reader) (string, error) {
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
 type completion struct {
 	Parts []partETag `json:"parts"`
 }
@@ -152,8 +225,8 @@ type signedParts struct {
 	} `json:"parts"`
 }
 
-// multipart uploads every part with Concurrency workers, signing each just
-// before it is sent (URLs expire within a minute).
+// multipart uploads every part with Concurrency workers, hashing each and
+// then signing it just before it is sent (URLs expire within a minute).
 func (c *Client) multipart(ctx context.Context, id string, partSize int64, count int32, f File) (*completion, error) {
 	workers := c.Concurrency
 	if workers <= 0 {
@@ -182,7 +255,16 @@ func (c *Client) multipart(ctx context.Context, id string, partSize int64, count
 			for n := range numbers {
 				off := int64(n-1) * partSize
 				size := min(partSize, f.Size-off)
-				etag, err := c.uploadPart(ctx, id, n, io.NewSectionReader(f.Body, off, size), size)
+				part := io.NewSectionReader(f.Body, off, size)
+				var sum string
+				if !c.DisableChecksums {
+					var err error
+					if sum, err = sha256Hex(ctx, part); err != nil {
+						fail(fmt.Errorf("part %d: %w", n, err))
+						return
+					}
+				}
+				etag, err := c.uploadPart(ctx, id, n, sum, part, size)
 				if err != nil {
 					fail(fmt.Errorf("part %d: %w", n, err))
 					return
@@ -217,8 +299,9 @@ feed:
 }
 
 // uploadPart signs and sends one part, retrying with backoff; a retry signs
-// again, so an expired URL heals itself.
-func (c *Client) uploadPart(ctx context.Context, id string, n int32, body *io.SectionReader, size int64) (string, error) {
+// again, so an expired URL heals itself. sum, the part's SHA-256 in hex or
+// "", is signed into the URL, and the header it becomes is sent.
+func (c *Client) uploadPart(ctx context.Context, id string, n int32, sum string, body *io.SectionReader, size int64) (string, error) {
 	retries := c.Retries
 	if retries <= 0 {
 		retries = 3
@@ -233,7 +316,11 @@ func (c *Client) uploadPart(ctx context.Context, id string, n int32, body *io.Se
 			}
 		}
 		var sp signedParts
-		if err := c.api(ctx, http.MethodPost, "/"+id+"/parts", map[string]any{"numbers": []int32{n}}, &sp); err != nil {
+		req := map[string]any{"numbers": []int32{n}}
+		if sum != "" {
+			req["sha256"] = []string{sum}
+		}
+		if err := c.api(ctx, http.MethodPost, "/"+id+"/parts", req, &sp); err != nil {
 			var ae *Error
 			if errors.As(err, &ae) && ae.Status < 500 {
 				return "", err
@@ -254,6 +341,11 @@ func (c *Client) uploadPart(ctx context.Context, id string, n int32, body *io.Se
 			return strings.Trim(resp.Header.Get("ETag"), `"`), nil
 		}
 		last = fmt.Errorf("storage answered %s", resp.Status)
+		if resp.StatusCode == http.StatusBadRequest {
+			// Bytes that differ from their signed checksum (the file
+			// changed since it was hashed) differ again on a retry.
+			return "", last
+		}
 	}
 	return "", last
 }

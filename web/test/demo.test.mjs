@@ -173,11 +173,24 @@ test('a page reload during a multipart upload resumes it with the same file and 
 
     await unthrottle()
     partsSent.length = 0
+    const signing = []
+    page.on('request', req => {
+      if (req.method() === 'POST' && new URL(req.url()).pathname === `/uploads/${id}/parts`) signing.push(req.postDataJSON())
+    })
     await page.setInputFiles('#files', [file.path])
     await waitState(page, file.name, ['confirmed'])
     assert.equal(await page.locator('li.upload').count(), 1, 'the resumed upload keeps its row')
     assert.deepEqual(partsSent.filter(n => sent.includes(n)), [], 'parts sent before the reload were sent again')
     assert.deepEqual([...sent, ...partsSent].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6])
+    // The resumed parts are hashed and signed with their checksums; the
+    // parts already stored are neither.
+    const resigned = signing.flatMap(b => b.numbers)
+    assert.deepEqual(resigned.filter(n => sent.includes(n)), [], 'parts stored before the reload were signed again')
+    assert.ok(resigned.length >= 6 - sent.length, `parts signed after the reload: ${resigned}`)
+    for (const b of signing) {
+      assert.equal(b.sha256?.length, b.numbers.length, `signed without checksums: ${JSON.stringify(b)}`)
+      assert.ok(b.sha256.every(h => /^[0-9a-f]{64}$/.test(h)))
+    }
 
     const rec = await api('GET', `/${id}`)
     assert.equal(rec.body.status, 'confirmed')
