@@ -14,6 +14,7 @@ import (
 	"image/png"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -648,4 +649,52 @@ func FuzzJudgeContent(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// BenchmarkComplete is a whole completion of a 1 MiB PNG against the
+// in-process S3 server: HEAD, the content check (one ranged GET of 4 KiB)
+// or not, and the durable confirmation.
+func BenchmarkComplete(b *testing.B) {
+	srv := realservers.SharedFake(b)
+	body := append(pngImage(b, 640, 480), noise(b, 1<<20)...)
+	for _, check := range []bool{true, false} {
+		name := map[bool]string{true: "content-check", false: "no-content-check"}[check]
+		b.Run(name, func(b *testing.B) {
+			h := &Handler{Key: "c/{uuid}{ext}", Types: []string{"image/png"}, DisableContentCheck: !check}
+			h.setDefaults()
+			if err := provisionForTest(b, h); err != nil {
+				b.Fatal(err)
+			}
+			st, err := s3store.New(context.Background(), s3store.Config{
+				Endpoint: srv.Endpoint, Region: srv.Region, Bucket: srv.NewBucket(b),
+				AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, UsePathStyle: true,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h.store = st
+			h.completing = new(recordLocks)
+			if err := h.provisionContentCheck(); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				rec := h.newRecord(identity{Subject: "bench-user"}, upload{filename: "p.png", size: int64(len(body)), mimeType: "image/png", ext: ".png"}, storage.KindPut)
+				if err := h.ledger.Create(ctx, rec); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := srv.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(st.Bucket()), Key: aws.String(rec.Key), Body: bytes.NewReader(body), ContentType: aws.String("image/png")}); err != nil {
+					b.Fatal(err)
+				}
+				req := httptest.NewRequest("POST", "/"+rec.ID+"/complete", nil)
+				w := httptest.NewRecorder()
+				b.StartTimer()
+				if err := h.ServeHTTP(w, req, nil); err != nil || w.Code != 200 {
+					b.Fatalf("%d %v %s", w.Code, err, w.Body)
+				}
+			}
+		})
+	}
 }

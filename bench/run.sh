@@ -36,7 +36,7 @@ micro=()
 if [ "${BENCH_MICRO:-1}" != 0 ]; then
   log "Go micro-benchmarks (-count 5, a few minutes)"
   go test -run '^$' -bench . -benchtime 2s -count 5 \
-    . ./storage/boltledger ./storage/s3store ./internal/oidcauth > "$work/micro.txt"
+    . ./client ./storage/boltledger ./storage/s3store ./internal/oidcauth > "$work/micro.txt"
   micro=(-micro "$work/micro.txt")
   if GOBIN=$bin go install golang.org/x/perf/cmd/benchstat@latest 2>/dev/null; then
     (cd "$work" && "$bin/benchstat" micro.txt > benchstat.txt) && micro+=(-benchstat "$work/benchstat.txt")

@@ -151,7 +151,7 @@ func (r *report) markdown() string {
 		p("%s\n", r.profile.markdown())
 	}
 	if r.micro != nil {
-		p("## Micro-benchmarks\n\n`go test -run '^$' -bench . -benchtime 2s -count 5` in the root package, `storage/boltledger`, `storage/s3store` and `internal/oidcauth`; medians of 5.\n\n")
+		p("## Micro-benchmarks\n\n`go test -run '^$' -bench . -benchtime 2s -count 5` in the root package, `client`, `storage/boltledger`, `storage/s3store` and `internal/oidcauth`; medians of 5.\n\n")
 		p("| benchmark | ns/op | B/op | allocs/op | other |\n|---|---:|---:|---:|---|\n")
 		for _, m := range r.micro {
 			p("| %s | %s | %s | %s | %s |\n", m.name, m.nsop, m.bop, m.allocs, m.extra)
