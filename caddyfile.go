@@ -68,6 +68,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    multipart_threshold  <size>
 //	    part_size            <size>
 //	    sweep_interval       <duration>
+//	    retention            <duration>
+//	    retention_confirmed  <duration>
 //	    sweeper              off
 //	    forward [<path>] {
 //	        timeout <duration>
@@ -174,6 +176,10 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = sizeArg(d, &u.PartSize)
 		case "sweep_interval":
 			err = durationArg(d, &u.SweepInterval)
+		case "retention":
+			err = durationArg(d, &u.Retention)
+		case "retention_confirmed":
+			err = durationArg(d, &u.RetentionConfirmed)
 		case "forward":
 			u.Forward = new(Forward)
 			if d.NextArg() {

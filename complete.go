@@ -259,6 +259,7 @@ func (h *Handler) confirm(ctx context.Context, rec *storage.Record, info storage
 		cur.Internal.ETag = info.ETag
 		cur.ConfirmedAt = &now
 		cur.Internal.UpdatedAt = now
+		h.retain(cur)
 		return nil
 	})
 	if err != nil {

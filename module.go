@@ -28,6 +28,7 @@ const (
 	defaultKey                = "{uuid}{ext}"
 	defaultMaxSize            = 1 << 30 // 1 GiB
 	defaultMultipartThreshold = 100 << 20
+	defaultRetention          = 7 * 24 * time.Hour
 	defaultPartSize           = 16 << 20
 	defaultSweepInterval      = time.Minute
 	defaultDownloadTTL        = 60 * time.Second
@@ -126,6 +127,16 @@ type Handler struct {
 	// aborted, expired) to the application as a signed POST from the
 	// ledger's outbox, retried until accepted; see Webhook. Default: off.
 	Webhook *Webhook `json:"webhook,omitempty"`
+
+	// Retention is how long the record of an upload that ended without
+	// being confirmed (rejected, aborted, expired) is kept, for GET /{id},
+	// the admin API and audits; the sweeper then deletes it. Default: 7d.
+	Retention caddy.Duration `json:"retention,omitempty"`
+	// RetentionConfirmed is the same for confirmed uploads, counted from
+	// the confirmation. Their objects are the application's and stay, but
+	// GET /{id} and downloads through this route need the record.
+	// Default: 0, kept until purged through the admin API.
+	RetentionConfirmed caddy.Duration `json:"retention_confirmed,omitempty"`
 
 	// DisableSweeper turns the in-process sweeper off (e.g. when another
 	// instance sharing the ledger runs it). Default: false.
@@ -304,6 +315,9 @@ func (h *Handler) setDefaults() {
 	if h.DownloadTTL == 0 {
 		h.DownloadTTL = caddy.Duration(defaultDownloadTTL)
 	}
+	if h.Retention == 0 {
+		h.Retention = caddy.Duration(defaultRetention)
+	}
 	if h.SweepInterval == 0 {
 		h.SweepInterval = caddy.Duration(defaultSweepInterval)
 	}
@@ -336,6 +350,8 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("download_ttl must be between 1s and 7 days")
 	case time.Duration(h.SweepInterval) < time.Second:
 		return fmt.Errorf("sweep_interval must be at least 1s")
+	case h.Retention < 0 || h.RetentionConfirmed < 0:
+		return fmt.Errorf("retention and retention_confirmed must not be negative")
 	}
 	for _, t := range h.Types {
 		if !validTypePattern(t) {

@@ -2,6 +2,7 @@ package caddyupload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,19 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if f := afterSweepList.Load(); f != nil {
 			(*f)(h, due)
 		}
-		claimed, expired, err := h.sweepUpdate(ctx, due, now, h.claim)
+		var old []*storage.Record
+		rest := due[:0:0]
+		for _, rec := range due {
+			if retiring(rec, now) {
+				old = append(old, rec)
+			} else {
+				rest = append(rest, rec)
+			}
+		}
+		if _, err := h.retire(ctx, old, now); err != nil {
+			return total, err
+		}
+		claimed, expired, err := h.sweepUpdate(ctx, rest, now, h.claim)
 		total += expired
 		if expired > 0 {
 			h.notifyWebhook()
@@ -92,7 +105,7 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if err := h.store.Delete(ctx, keys...); err != nil {
 			return total, fmt.Errorf("deleting %d objects: %w", len(keys), err)
 		}
-		if _, _, err := h.sweepUpdate(ctx, claimed, now, release); err != nil {
+		if _, _, err := h.sweepUpdate(ctx, claimed, now, h.release); err != nil {
 			return total, err
 		}
 		if len(due) < sweepBatch {
@@ -118,56 +131,119 @@ func (h *Handler) claim(cur *storage.Record, now time.Time) (claimed, expired bo
 		cur.Internal.UpdatedAt = now.UTC()
 		h.recheckAfterURLs(cur, now)
 		return true, true
-	case cur.NeedsSweep():
+	case cur.Internal.Recheck && cur.Status != storage.StatusConfirmed:
+		// Never a confirmed record: its object is the application's.
 		return true, false
 	}
 	return false, false
 }
 
-// release ends a claim once the object is gone: no URL can write it again.
-func release(cur *storage.Record, now time.Time) (bool, bool) {
-	if cur.NeedsSweep() && cur.Status != storage.StatusPending && !cur.Internal.ExpiresAt.After(now) {
+// release ends a claim once the object is gone and no write can land any
+// more; the record is then kept for the route's retention.
+func (h *Handler) release(cur *storage.Record, now time.Time) (bool, bool) {
+	if cur.Internal.Recheck && cur.Status != storage.StatusPending && !cur.Internal.ExpiresAt.After(now) {
 		cur.Internal.Recheck = false
+		h.retain(cur)
 	}
 	return false, false
 }
+
+// retain schedules the deletion of terminal record cur after the route's
+// retention for its status; without one the record is kept.
+func (h *Handler) retain(cur *storage.Record) {
+	d := time.Duration(h.Retention)
+	if cur.Status == storage.StatusConfirmed {
+		d = time.Duration(h.RetentionConfirmed)
+	}
+	cur.Internal.Retire = d > 0
+	if d > 0 {
+		cur.Internal.ExpiresAt = cur.Internal.UpdatedAt.Add(d)
+	}
+}
+
+// retiring reports whether the sweep deletes rec itself: a terminal record
+// past its retention with nothing else due.
+func retiring(rec *storage.Record, now time.Time) bool {
+	return rec.Internal.Retire && !rec.Internal.Recheck && rec.Terminal() && !rec.Internal.ExpiresAt.After(now)
+}
+
+// retire deletes the records past their retention (never an object) and
+// returns how many it deleted.
+func (h *Handler) retire(ctx context.Context, recs []*storage.Record, now time.Time) (int, error) {
+	var n atomic.Int64
+	err := forEach(recs, func(rec *storage.Record) error {
+		err := h.ledger.Delete(ctx, rec.ID, func(cur *storage.Record) error {
+			if !retiring(cur, now) {
+				return errNotRetiring
+			}
+			return nil
+		})
+		switch {
+		case err == nil:
+			n.Add(1)
+		case errors.Is(err, errNotRetiring) || errors.Is(err, storage.ErrNotFound):
+		default:
+			return fmt.Errorf("retiring %s: %w", rec.ID, err)
+		}
+		return nil
+	})
+	return int(n.Load()), err
+}
+
+var errNotRetiring = errors.New("record changed since it was listed")
 
 // sweepUpdate applies step to every record with many updates in flight, so
 // that the ledger's group commit writes them in a few transactions. It
 // returns the records step claimed, as stored, and how many it expired.
 func (h *Handler) sweepUpdate(ctx context.Context, recs []*storage.Record, now time.Time, step func(*storage.Record, time.Time) (bool, bool)) ([]*storage.Record, int, error) {
+	var (
+		mu      sync.Mutex
+		claimed []*storage.Record
+		expired int
+	)
+	err := forEach(recs, func(rec *storage.Record) error {
+		var took, exp bool
+		out, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
+			// The function may run again when a batch is retried: its
+			// outcome is decided afresh each time.
+			took, exp = step(cur, now)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("sweeping %s: %w", rec.ID, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if took {
+			claimed = append(claimed, out)
+		}
+		if exp {
+			expired++
+		}
+		return nil
+	})
+	return claimed, expired, err
+}
+
+// forEach runs fn on every record with many calls in flight, so that the
+// ledger's group commit writes them in a few transactions, and returns the
+// first error.
+func forEach(recs []*storage.Record, fn func(*storage.Record) error) error {
 	const workers = 32
 	var (
 		wg       sync.WaitGroup
-		mu       sync.Mutex
-		claimed  []*storage.Record
-		expired  int
+		once     sync.Once
 		firstErr error
 	)
 	next := make(chan *storage.Record)
-	for w := 0; w < workers; w++ {
+	for range min(workers, len(recs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for rec := range next {
-				var took, exp bool
-				out, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
-					// The function may run again when a batch is retried:
-					// its outcome is decided afresh each time.
-					took, exp = step(cur, now)
-					return nil
-				})
-				mu.Lock()
-				switch {
-				case err != nil && firstErr == nil:
-					firstErr = fmt.Errorf("sweeping %s: %w", rec.ID, err)
-				case err == nil && took:
-					claimed = append(claimed, out)
+				if err := fn(rec); err != nil {
+					once.Do(func() { firstErr = err })
 				}
-				if err == nil && exp {
-					expired++
-				}
-				mu.Unlock()
 			}
 		}()
 	}
@@ -176,5 +252,5 @@ func (h *Handler) sweepUpdate(ctx context.Context, recs []*storage.Record, now t
 	}
 	close(next)
 	wg.Wait()
-	return claimed, expired, firstErr
+	return firstErr
 }

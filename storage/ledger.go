@@ -72,6 +72,10 @@ type RecordInternal struct {
 	// still be written through a URL that stays valid until ExpiresAt: the
 	// sweeper deletes it again then.
 	Recheck bool `json:"recheck,omitempty"`
+	// Retire marks a record kept for a retention period: once nothing
+	// else is due for it, the sweeper deletes the record itself (never a
+	// confirmed upload's object) at ExpiresAt.
+	Retire bool `json:"retire,omitempty"`
 	// ETag is the stored object's ETag when the record was confirmed: a
 	// download first checks that storage still holds that object.
 	ETag string `json:"etag,omitempty"`
@@ -84,9 +88,25 @@ type RecordInternal struct {
 
 // NeedsSweep reports whether the sweeper must act on r at ExpiresAt: a
 // pending record expires then, a closed one with Recheck has its object
-// deleted once more.
+// deleted once more, a record with Retire is deleted.
 func (r *Record) NeedsSweep() bool {
-	return r.Status == StatusPending || r.Internal.Recheck && r.Status != StatusConfirmed
+	return r.Status == StatusPending || r.Internal.Recheck && r.Status != StatusConfirmed || r.Internal.Retire
+}
+
+// Terminal reports whether r's upload has ended: confirmed, rejected,
+// aborted or expired.
+func (r *Record) Terminal() bool { return r.Status != StatusPending }
+
+// ListQuery selects records for List. Empty fields match everything.
+type ListQuery struct {
+	Route   string
+	Subject string
+	Status  Status
+	// Before keeps records created before it (zero: any age).
+	Before time.Time
+	// After is the cursor a previous List returned ("" for the first page).
+	After string
+	Limit int
 }
 
 // Clone returns a deep copy, so callers never share maps or pointers with
@@ -124,5 +144,14 @@ type Ledger interface {
 	// DueSweep lists up to limit records of store that need the sweeper
 	// (Record.NeedsSweep) with Internal.ExpiresAt before t, oldest first.
 	DueSweep(ctx context.Context, store string, t time.Time, limit int) ([]*Record, error)
+	// Delete removes record id when check, run on the current record in
+	// the same transaction, returns nil; its error is returned as is.
+	// ErrNotFound if missing. The record's outbox events stay.
+	Delete(ctx context.Context, id string, check func(*Record) error) error
+	// List returns up to q.Limit records matching q in descending id order
+	// (newest first: the module's ids are time-ordered), and the cursor of
+	// the next page ("" after the last). It may scan every record: it
+	// serves operators, not clients.
+	List(ctx context.Context, q ListQuery) (recs []*Record, next string, err error)
 	Close() error
 }

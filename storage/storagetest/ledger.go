@@ -33,6 +33,8 @@ func RunLedger(t *testing.T, open func(t *testing.T, dir string) storage.Ledger)
 		{"DueSweepFollowsUpdate", ledgerTestDueFollowsUpdate},
 		{"Persistence", ledgerTestPersistence},
 		{"Concurrent", ledgerTestConcurrent},
+		{"Delete", ledgerTestDelete},
+		{"List", ledgerTestList},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -558,4 +560,98 @@ func ledgerTestConcurrent(t *testing.T, h *ledgerHarness) {
 	}
 	// Ids were numbered in expiry order.
 	h.wantDue("s3:a", ledgerAt(time.Duration(workers*each)*time.Second), len(due)+1, due...)
+}
+
+// ledgerTestDelete: Delete removes the record from every lookup, DueSweep
+// included, only when check allows it, and frees its key.
+func ledgerTestDelete(t *testing.T, h *ledgerHarness) {
+	ctx := t.Context()
+	gone := ledgerRecord("del-a", "s1", "k/a", ledgerAt(0))
+	kept := ledgerRecord("del-b", "s1", "k/b", ledgerAt(0))
+	for _, r := range []*storage.Record{gone, kept} {
+		if err := h.l.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errNo := errors.New("not now")
+	if err := h.l.Delete(ctx, "del-b", func(r *storage.Record) error {
+		if r.ID != "del-b" {
+			t.Errorf("check got %s", r.ID)
+		}
+		return errNo
+	}); !errors.Is(err, errNo) {
+		t.Fatalf("Delete refused by check: %v", err)
+	}
+	if err := h.l.Delete(ctx, "del-a", func(*storage.Record) error { return nil }); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	ledgerWantErr(t, "Get after Delete", func() error { _, err := h.l.Get(ctx, "del-a"); return err }(), storage.ErrNotFound)
+	ledgerWantErr(t, "GetByKey after Delete", func() error { _, err := h.l.GetByKey(ctx, "s1", "k/a"); return err }(), storage.ErrNotFound)
+	ledgerWantErr(t, "Delete again", h.l.Delete(ctx, "del-a", func(*storage.Record) error { return nil }), storage.ErrNotFound)
+	h.wantDue("s1", ledgerAt(time.Hour), 10, "del-b")
+	h.wantStored(kept)
+	// The key is free again.
+	if err := h.l.Create(ctx, ledgerRecord("del-c", "s1", "k/a", ledgerAt(0))); err != nil {
+		t.Fatalf("Create on a deleted record's key: %v", err)
+	}
+}
+
+// ledgerTestList: filters, descending id order, and pages that neither
+// skip nor repeat a record.
+func ledgerTestList(t *testing.T, h *ledgerHarness) {
+	ctx := t.Context()
+	var all []string
+	for i := range 9 {
+		r := ledgerRecord(fmt.Sprintf("list-%02d", i), "s1", fmt.Sprintf("k/%d", i), ledgerAt(0))
+		r.CreatedAt = ledgerAt(time.Duration(i) * time.Minute)
+		if i%3 == 0 {
+			r.Internal.Route = "other"
+		}
+		if i%2 == 0 {
+			r.Internal.Subject = "alice"
+		}
+		if i == 4 {
+			r.Status = storage.StatusConfirmed
+		}
+		if err := h.l.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		all = append([]string{r.ID}, all...)
+	}
+	list := func(q storage.ListQuery) []string {
+		t.Helper()
+		var ids []string
+		for page := 0; ; page++ {
+			recs, next, err := h.l.List(ctx, q)
+			if err != nil {
+				t.Fatalf("List(%+v): %v", q, err)
+			}
+			for _, r := range recs {
+				ids = append(ids, r.ID)
+			}
+			if next == "" {
+				return ids
+			}
+			if page > 20 || len(recs) == 0 {
+				t.Fatalf("List(%+v) does not end", q)
+			}
+			q.After = next
+		}
+	}
+	for _, tc := range []struct {
+		q    storage.ListQuery
+		want []string
+	}{
+		{storage.ListQuery{Limit: 100}, all},
+		{storage.ListQuery{Limit: 2}, all},
+		{storage.ListQuery{Limit: 1, Route: "other"}, []string{"list-06", "list-03", "list-00"}},
+		{storage.ListQuery{Limit: 2, Subject: "alice"}, []string{"list-08", "list-06", "list-04", "list-02", "list-00"}},
+		{storage.ListQuery{Limit: 3, Status: storage.StatusConfirmed}, []string{"list-04"}},
+		{storage.ListQuery{Limit: 3, Before: ledgerAt(3 * time.Minute), Route: "avatars"}, []string{"list-02", "list-01"}},
+		{storage.ListQuery{Limit: 3, Subject: "nobody"}, nil},
+	} {
+		if got := list(tc.q); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("List(%+v) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
 }
