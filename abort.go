@@ -36,6 +36,7 @@ func (h *Handler) abort(c *call, rec *storage.Record) error {
 		if rec, err = h.closeRecord(c.ctx(), rec.ID, storage.StatusAborted, "", storage.StatusPending, storage.StatusConfirmed); err != nil {
 			return err
 		}
+		h.metrics.uploadAborted()
 	}
 	if rec.Status == storage.StatusAborted {
 		if err := h.removeObject(c.ctx(), rec); err != nil {

@@ -129,6 +129,8 @@ func (h *Handler) answerRecord(c *call) func(*storage.Record) {
 // record declares. The object is deleted and the record rejected.
 type rejection struct {
 	reason string
+	// metric is the reason's bounded name for metrics (rejectSize, …).
+	metric string
 	// answer makes the client's error from the reason.
 	answer func(string) *apiError
 }
@@ -172,7 +174,7 @@ func (h *Handler) verifyStored(c *call, rec *storage.Record, want *completeReque
 // mismatch says how the stored object differs from the record, or nil.
 func mismatch(rec *storage.Record, info storage.ObjectInfo) *rejection {
 	if rec.Size > 0 && info.Size != rec.Size {
-		return rejectAs(errVerification, "the object has %d bytes, not the declared %d", info.Size, rec.Size)
+		return rejectAs(errVerification, "the object has %d bytes, not the declared %d", info.Size, rec.Size).as(rejectSize)
 	}
 	if rec.Size == 0 {
 		if rj := outsideLimits(rec, info.Size, "the object has"); rj != nil {
@@ -180,14 +182,14 @@ func mismatch(rec *storage.Record, info storage.ObjectInfo) *rejection {
 		}
 	}
 	if rec.SHA256 != "" && len(info.SHA256) == 32 && hex.EncodeToString(info.SHA256) != rec.SHA256 {
-		return rejectAs(errVerification, "the object's SHA-256 differs from the declared one")
+		return rejectAs(errVerification, "the object's SHA-256 differs from the declared one").as(rejectChecksum)
 	}
 	if len(info.Served) > 0 {
-		return rejectAs(errVerification, "the object was stored with headers this module did not sign: %s", strings.Join(info.Served, ", "))
+		return rejectAs(errVerification, "the object was stored with headers this module did not sign: %s", strings.Join(info.Served, ", ")).as(rejectHeaders)
 	}
 	stored, _ := parseMediaType(info.ContentType)
 	if stored != rec.Type {
-		return rejectAs(errVerification, "the object's type is %q, not the declared %s", strings.ToValidUTF8(info.ContentType, ""), rec.Type)
+		return rejectAs(errVerification, "the object's type is %q, not the declared %s", strings.ToValidUTF8(info.ContentType, ""), rec.Type).as(rejectType)
 	}
 	return nil
 }
@@ -197,10 +199,10 @@ func mismatch(rec *storage.Record, info storage.ObjectInfo) *rejection {
 func outsideLimits(rec *storage.Record, size int64, what string) *rejection {
 	lo := max(rec.Internal.MinSize, 1)
 	if hi := rec.Internal.MaxSize; hi > 0 && size > hi {
-		return rejectAs(errTooLarge, "%s %d bytes, over this route's limit of %d", what, size, hi)
+		return rejectAs(errTooLarge, "%s %d bytes, over this route's limit of %d", what, size, hi).as(rejectLimit)
 	}
 	if size < lo {
-		return rejectAs(errVerification, "%s %d bytes, under this route's minimum of %d", what, size, lo)
+		return rejectAs(errVerification, "%s %d bytes, under this route's minimum of %d", what, size, lo).as(rejectLimit)
 	}
 	return nil
 }
@@ -247,6 +249,7 @@ func ledgerAnswer(err error) error {
 // upload is confirmed as long as nobody closed the record.
 func (h *Handler) confirm(ctx context.Context, rec *storage.Record, info storage.ObjectInfo, deadline bool) (*storage.Record, error) {
 	now := time.Now().UTC()
+	confirmed := false
 	out, err := h.ledger.Update(ctx, rec.ID, func(cur *storage.Record) error {
 		if cur.Status == storage.StatusConfirmed {
 			return nil
@@ -260,10 +263,14 @@ func (h *Handler) confirm(ctx context.Context, rec *storage.Record, info storage
 		cur.ConfirmedAt = &now
 		cur.Internal.UpdatedAt = now
 		h.retain(cur)
+		confirmed = true
 		return nil
 	})
 	if err != nil {
 		return nil, ledgerAnswer(err)
+	}
+	if confirmed {
+		h.metrics.uploadConfirmed(out.Size)
 	}
 	h.notifyWebhook()
 	return out, nil
@@ -278,6 +285,7 @@ func (h *Handler) reject(ctx context.Context, rec *storage.Record, rj *rejection
 	if _, err := h.closeRecord(ctx, rec.ID, storage.StatusRejected, rj.reason, storage.StatusPending); err != nil {
 		return err
 	}
+	h.metrics.uploadRejected(rj.metric)
 	return rj.answer(rj.reason)
 }
 
@@ -290,6 +298,7 @@ func (h *Handler) revoke(ctx context.Context, rec *storage.Record, reason string
 	if _, err := h.closeRecord(ctx, rec.ID, storage.StatusRejected, reason, storage.StatusConfirmed); err != nil {
 		return err
 	}
+	h.metrics.uploadRejected(rejectReplaced)
 	if err := h.removeObject(ctx, rec); err != nil {
 		return errStorage(err)
 	}

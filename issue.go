@@ -109,6 +109,7 @@ func (h *Handler) issue(c *call, up upload, kind string) (*storage.Record, stora
 		}
 		return nil, sr, errLedger(err)
 	}
+	h.metrics.uploadCreated(kind)
 	return rec, sr, nil
 }
 

@@ -62,7 +62,7 @@ func (b *BoltLedger) Provision(ctx caddy.Context) error {
 		timeout = 5 * time.Second
 	}
 	val, _, err := ledgers.LoadOrNew(abs, func() (caddy.Destructor, error) {
-		l, err := boltledger.Open(abs, boltledger.Options{Timeout: timeout})
+		l, err := boltledger.Open(abs, boltledger.Options{Timeout: timeout, OnCommit: observeLedgerCommit})
 		if err != nil {
 			return nil, err
 		}

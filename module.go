@@ -179,6 +179,9 @@ type Handler struct {
 	keys        keyTemplate
 	types       typeMatcher
 	logger      *zap.Logger
+	metrics     *routeMetrics
+	// releaseHealth ends the route's listing on the health endpoint.
+	releaseHealth func()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -223,6 +226,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.types = newTypeMatcher(h.Types)
+	if h.metrics, err = newRouteMetrics(ctx, h.Name); err != nil {
+		return fmt.Errorf("metrics: %v", err)
+	}
 
 	var mod any
 	if h.StorageRaw != nil {
@@ -240,7 +246,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("storage module %T is not a StorageBackend", mod)
 	}
-	h.store = sb.ObjectStore()
+	h.store = instrumentStore(sb.ObjectStore(), h.Name)
 	if err := h.provisionContentCheck(); err != nil {
 		return err
 	}
@@ -275,6 +281,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionWebhook(ctx); err != nil {
 		return err
 	}
+	h.releaseHealth = registerHealth(h)
 	if !h.DisableSweeper {
 		go h.runSweeper(ctx)
 	}
@@ -377,6 +384,9 @@ func (h *Handler) Validate() error {
 // Cleanup releases what Provision acquired; the storage and ledger modules
 // release their own resources when the config's context ends.
 func (h *Handler) Cleanup() error {
+	if h.releaseHealth != nil {
+		h.releaseHealth()
+	}
 	if h.auth != nil {
 		h.auth.release()
 	}

@@ -138,6 +138,7 @@ func (h *Handler) signPart(c *call, rec *storage.Record, n int32, sum []byte) (s
 	if err != nil {
 		return sr, errStorage(err)
 	}
+	h.metrics.partSigned()
 	return sr, nil
 }
 
@@ -169,7 +170,7 @@ func (h *Handler) overLimit(c *call, rec *storage.Record) (*rejection, error) {
 		total += p.Size
 	}
 	if total > rec.Internal.MaxSize {
-		return rejectAs(errTooLarge, "the parts hold %d bytes, over this route's limit of %d", total, rec.Internal.MaxSize), nil
+		return rejectAs(errTooLarge, "the parts hold %d bytes, over this route's limit of %d", total, rec.Internal.MaxSize).as(rejectLimit), nil
 	}
 	return nil, nil
 }
@@ -293,7 +294,7 @@ func (h *Handler) assemble(c *call, rec *storage.Record, want *completeRequest) 
 		}
 		for _, p := range parts {
 			if p.Size != partSize(rec, p.Number) {
-				return rejectAs(errVerification, "part %d has %d bytes, not %d", p.Number, p.Size, partSize(rec, p.Number))
+				return rejectAs(errVerification, "part %d has %d bytes, not %d", p.Number, p.Size, partSize(rec, p.Number)).as(rejectSize)
 			}
 		}
 	}

@@ -55,6 +55,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	h.logError(op.name, aerr)
+	h.metrics.apiError(aerr.Code)
 	writeError(w, aerr)
 	return nil
 }

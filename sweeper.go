@@ -61,6 +61,7 @@ func (h *Handler) runSweeper(ctx caddy.Context) {
 // way. If the process dies between the steps, the record is still due and
 // the next sweep repeats them; every step is idempotent.
 func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
+	defer h.metrics.sweepRan()
 	total := 0
 	for {
 		due, err := h.ledger.DueSweep(ctx, h.store.ID(), now, sweepBatch)
@@ -87,6 +88,7 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		}
 		claimed, expired, err := h.sweepUpdate(ctx, rest, now, h.claim)
 		total += expired
+		h.metrics.sweptExpired(expired)
 		if expired > 0 {
 			h.notifyWebhook()
 		}
@@ -105,6 +107,7 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if err := h.store.Delete(ctx, keys...); err != nil {
 			return total, fmt.Errorf("deleting %d objects: %w", len(keys), err)
 		}
+		h.metrics.sweptObjects(len(keys))
 		if _, _, err := h.sweepUpdate(ctx, claimed, now, h.release); err != nil {
 			return total, err
 		}

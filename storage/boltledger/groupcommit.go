@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/caddyupload/caddyupload/storage"
 	bolt "go.etcd.io/bbolt"
@@ -150,7 +151,12 @@ func (l *Ledger) runBatch(ops []*op) {
 		tx.Rollback()
 		return
 	}
-	if err := commitTx(tx); err != nil {
+	start := time.Now()
+	err = commitTx(tx)
+	if l.onCommit != nil {
+		l.onCommit(time.Since(start), written, err)
+	}
+	if err != nil {
 		failWritten(results, l.fail(fmt.Errorf("committing ledger: %w", err)))
 		return
 	}
