@@ -54,7 +54,7 @@ var uploadMetrics = struct {
 	storageErrors                                                               *prometheus.CounterVec
 	ledgerCommit, ledgerBatch                                                   prometheus.Histogram
 	ledgerFailed                                                                prometheus.GaugeFunc
-	sweeps, swept                                                               *prometheus.CounterVec
+	sweeps, swept, retired                                                      *prometheus.CounterVec
 	webhookDeliveries, webhookFailures, webhookParked                           *prometheus.CounterVec
 	webhookOutboxDue                                                            *prometheus.GaugeVec
 }{
@@ -88,6 +88,7 @@ var uploadMetrics = struct {
 	}, anyLedgerFailed),
 	sweeps:            counterVec("sweeps_total", "Sweeps of pending uploads past their deadline.", "route"),
 	swept:             counterVec("swept_total", "Objects deleted by the sweeper.", "route"),
+	retired:           counterVec("retired_total", "Terminal records deleted after their retention.", "route"),
 	webhookDeliveries: counterVec("webhook_deliveries_total", "Webhook events delivered (accepted by the application).", "route"),
 	webhookFailures:   counterVec("webhook_failures_total", "Failed webhook delivery attempts.", "route"),
 	webhookParked:     counterVec("webhook_parked_total", "Webhook events parked after their last attempt.", "route"),
@@ -102,7 +103,7 @@ func allCollectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.created, m.confirmed, m.confirmedBytes, m.rejected, m.aborted, m.expired, m.partsSigned,
 		m.errors, m.storageDuration, m.storageErrors, m.ledgerCommit, m.ledgerBatch, m.ledgerFailed,
-		m.sweeps, m.swept, m.webhookDeliveries, m.webhookFailures, m.webhookParked, m.webhookOutboxDue,
+		m.sweeps, m.swept, m.retired, m.webhookDeliveries, m.webhookFailures, m.webhookParked, m.webhookOutboxDue,
 	}
 }
 
@@ -125,7 +126,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 type routeMetrics struct {
 	route                                           string
 	confirmed, confirmedBytes, aborted, expired     prometheus.Counter
-	partsSigned, sweeps, swept                      prometheus.Counter
+	partsSigned, sweeps, swept, retired             prometheus.Counter
 	webhookDeliveries, webhookFailures, webhookPark prometheus.Counter
 	webhookDue                                      prometheus.Gauge
 }
@@ -155,6 +156,7 @@ func newRouteMetrics(ctx caddy.Context, route string) (*routeMetrics, error) {
 		partsSigned:       m.partsSigned.WithLabelValues(route),
 		sweeps:            m.sweeps.WithLabelValues(route),
 		swept:             m.swept.WithLabelValues(route),
+		retired:           m.retired.WithLabelValues(route),
 		webhookDeliveries: m.webhookDeliveries.WithLabelValues(route),
 		webhookFailures:   m.webhookFailures.WithLabelValues(route),
 		webhookPark:       m.webhookParked.WithLabelValues(route),
@@ -216,6 +218,12 @@ func (m *routeMetrics) sweepRan() {
 func (m *routeMetrics) sweptExpired(n int) {
 	if m != nil && n > 0 {
 		m.expired.Add(float64(n))
+	}
+}
+
+func (m *routeMetrics) retiredRecords(n int) {
+	if m != nil && n > 0 {
+		m.retired.Add(float64(n))
 	}
 }
 

@@ -74,7 +74,7 @@ func (h *Handler) checkContent(ctx context.Context, rec *storage.Record, info st
 		return rejectAs(errVerification, "the image's dimensions cannot be read from its first %d bytes", len(head)), nil
 	}
 	if reason := h.imageOverLimits(int64(cfg.Width), int64(cfg.Height)); reason != "" {
-		return rejectAs(errVerification, "the %s image is %d×%d pixels, %s", strings.ToUpper(format), cfg.Width, cfg.Height, reason), nil
+		return rejectAs(errVerification, "the %s image is %d×%d pixels, %s", strings.ToUpper(format), cfg.Width, cfg.Height, reason).as(rejectLimit), nil
 	}
 	return nil, nil
 }

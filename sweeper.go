@@ -83,7 +83,9 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 				rest = append(rest, rec)
 			}
 		}
-		if _, err := h.retire(ctx, old, now); err != nil {
+		n, err := h.retire(ctx, old, now)
+		h.metrics.retiredRecords(n)
+		if err != nil {
 			return total, err
 		}
 		claimed, expired, err := h.sweepUpdate(ctx, rest, now, h.claim)
