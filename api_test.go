@@ -481,3 +481,20 @@ func TestReloadKeepsLedger(t *testing.T) {
 		t.Errorf("record lost across reloads: %d", resp.StatusCode)
 	}
 }
+
+// Metadata is bounded as a whole, so that records (and their events) stay
+// small: 4 KiB of keys and values pass, one byte more does not.
+func TestMetadataBounded(t *testing.T) {
+	s := newSite(t, oneServer(t))
+	s.load(s.caddyfile(""))
+	md := map[string]string{}
+	for i := range 4 {
+		md[fmt.Sprintf("k%d", i)] = strings.Repeat("v", 1022)
+	}
+	body := map[string]any{"filename": "a.txt", "size": 5, "type": "text/plain", "metadata": md}
+	if resp := s.call("alice", "POST", "/", body, nil); resp.StatusCode != 201 {
+		t.Fatalf("4096 bytes of metadata: %d", resp.StatusCode)
+	}
+	md["k0"] += "v"
+	expectError(t, s.call("alice", "POST", "/", body, nil), 400, "invalid_request")
+}

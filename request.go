@@ -72,13 +72,20 @@ const (
 	maxMetadataEntries = 32
 	maxMetadataKey     = 128
 	maxMetadataValue   = 1024
+	// maxMetadataBytes bounds keys and values together: the record and
+	// each of its webhook events carry them.
+	maxMetadataBytes = 4096
 )
 
 func checkMetadata(md map[string]string) *apiError {
 	if len(md) > maxMetadataEntries {
 		return errInvalid(fmt.Sprintf("metadata has more than %d entries", maxMetadataEntries))
 	}
+	total := 0
 	for k, v := range md {
+		if total += len(k) + len(v); total > maxMetadataBytes {
+			return errInvalid(fmt.Sprintf("metadata keys and values add up to more than %d bytes", maxMetadataBytes))
+		}
 		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue {
 			return errInvalid("metadata keys must be 1–128 bytes and values at most 1024 bytes")
 		}
