@@ -130,7 +130,7 @@ func (adminAPI) serveParked(w http.ResponseWriter, r *http.Request) error {
 	route := r.URL.Query().Get("route")
 	list := []parkedEvent{}
 	for _, o := range outboxes() {
-		evs, err := o.outbox.ParkedEvents(r.Context(), route, adminParkedLimit)
+		evs, _, err := o.outbox.ParkedEvents(r.Context(), route, "", adminParkedLimit)
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("listing parked events of %s: %v", o.name, err)}
 		}

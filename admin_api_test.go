@@ -128,7 +128,9 @@ func (o *memParked) RetryEvent(context.Context, string, time.Time, string, bool)
 	return storage.ErrNotFound
 }
 
-func (o *memParked) ParkedEvents(_ context.Context, route string, limit int) ([]*storage.Event, error) {
+func (o *memParked) RerouteEvent(context.Context, string, string) error { return storage.ErrNotFound }
+
+func (o *memParked) ParkedEvents(_ context.Context, route, _ string, limit int) ([]*storage.Event, string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var out []*storage.Event
@@ -138,7 +140,7 @@ func (o *memParked) ParkedEvents(_ context.Context, route string, limit int) ([]
 			out = append(out, &c)
 		}
 	}
-	return out, nil
+	return out, "", nil
 }
 
 func (o *memParked) ReplayEvent(_ context.Context, id string) error {

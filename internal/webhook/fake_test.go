@@ -110,7 +110,9 @@ func (o *memOutbox) RetryEvent(_ context.Context, id string, next time.Time, las
 	return nil
 }
 
-func (o *memOutbox) ParkedEvents(_ context.Context, route string, limit int) ([]*storage.Event, error) {
+func (o *memOutbox) RerouteEvent(context.Context, string, string) error { return storage.ErrNotFound }
+
+func (o *memOutbox) ParkedEvents(_ context.Context, route, _ string, limit int) ([]*storage.Event, string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var out []*storage.Event
@@ -119,7 +121,7 @@ func (o *memOutbox) ParkedEvents(_ context.Context, route string, limit int) ([]
 			out = append(out, clone(ev))
 		}
 	}
-	return out, nil
+	return out, "", nil
 }
 
 func (o *memOutbox) ReplayEvent(_ context.Context, id string) error {
