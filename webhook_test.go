@@ -22,11 +22,15 @@ const testWebhookSecret = "whsec-0123456789abcdef"
 
 // hookReceiver is the application's webhook endpoint.
 type hookReceiver struct {
-	t      *testing.T
-	srv    *httptest.Server
-	down   atomic.Bool // answer 500
-	mu     sync.Mutex
-	byID   map[string][]hookDelivery
+	t    *testing.T
+	srv  *httptest.Server
+	down atomic.Bool // answer 500
+	// failType answers 500 to the events of this type.
+	failType atomic.Value
+	mu       sync.Mutex
+	byID     map[string][]hookDelivery
+	// order is every attempt as "<event id> <status>", as they arrived.
+	order  []string
 	errors []string
 }
 
@@ -84,11 +88,12 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	status := http.StatusNoContent
-	if r.down.Load() {
+	if r.down.Load() || r.failType.Load() == p.Type {
 		status = http.StatusInternalServerError
 	}
 	r.mu.Lock()
 	r.byID[p.ID] = append(r.byID[p.ID], hookDelivery{status: status, payload: p})
+	r.order = append(r.order, fmt.Sprintf("%s %d", p.ID, status))
 	r.mu.Unlock()
 	w.WriteHeader(status)
 }
@@ -279,5 +284,51 @@ func TestWebhookMissingSecret(t *testing.T) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	if err == nil || !strings.Contains(err.Error(), "secret") {
 		t.Fatalf("a webhook whose secret is unset loaded: %v", err)
+	}
+}
+
+// TestWebhookOrderPerUpload: the application fails an upload's
+// upload.confirmed, and the upload is aborted meanwhile: its
+// upload.aborted, due at once, waits until upload.confirmed is delivered.
+func TestWebhookOrderPerUpload(t *testing.T) {
+	s, rcv := newHookSite(t)
+	s.load(s.caddyfile(hookPolicy(rcv.srv.URL, "max_attempts 1000")))
+	rcv.failType.Store("upload.confirmed")
+
+	id := confirmUpload(s, "alice")
+	conf, aborted := id+":upload.confirmed", id+":upload.aborted"
+	eventually(t, "a failed attempt", func() bool { return rcv.attempts(conf) >= 1 })
+	if resp := s.call("alice", "DELETE", "/"+id, nil, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("abort: %d", resp.StatusCode)
+	}
+	// The abort woke the dispatcher; it looks again every second, and
+	// retries confirmed within max_backoff (1s). Two more failed attempts
+	// are rounds in which aborted was due by its own time.
+	failed := rcv.attempts(conf)
+	eventually(t, "more failed attempts", func() bool { return rcv.attempts(conf) >= failed+2 })
+	if n := rcv.attempts(aborted); n != 0 {
+		t.Fatalf("upload.aborted attempted %d times while upload.confirmed failed", n)
+	}
+
+	rcv.failType.Store("")
+	rcv.waitDelivered(aborted)
+	rcv.mu.Lock()
+	order := append([]string(nil), rcv.order...)
+	rcv.mu.Unlock()
+	var mine []string
+	for _, o := range order {
+		if strings.HasPrefix(o, id+":") {
+			mine = append(mine, o)
+		}
+	}
+	// Failures of confirmed, its delivery, then aborted's.
+	n := len(mine)
+	if n < 3 || mine[n-1] != aborted+" 204" || mine[n-2] != conf+" 204" {
+		t.Fatalf("attempts in this order: %v", mine)
+	}
+	for _, o := range mine[:n-2] {
+		if o != conf+" 500" {
+			t.Fatalf("attempts in this order: %v", mine)
+		}
 	}
 }

@@ -3,9 +3,11 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +32,8 @@ type receiver struct {
 
 	mu   sync.Mutex
 	reqs []delivery
+	// fail is how many more attempts of an event id get a 500.
+	fail map[string]int
 }
 
 type delivery struct {
@@ -75,9 +79,35 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		status = http.StatusNoContent
 	}
 	r.mu.Lock()
+	if r.fail[p.ID] > 0 {
+		r.fail[p.ID]--
+		status = http.StatusInternalServerError
+	}
 	r.reqs = append(r.reqs, delivery{id: p.ID, status: status, body: body, header: req.Header.Clone()})
 	r.mu.Unlock()
 	w.WriteHeader(status)
+}
+
+// failNext answers the next n attempts of event id with 500.
+func (r *receiver) failNext(id string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail == nil {
+		r.fail = map[string]int{}
+	}
+	r.fail[id] = n
+}
+
+// log lists the attempts of the events of record id in the order they
+// arrived, as "<event id> <status>".
+func (r *receiver) log(id string) []string {
+	var out []string
+	for _, d := range r.got() {
+		if strings.HasPrefix(d.id, id+":") {
+			out = append(out, fmt.Sprintf("%s %d", d.id, d.status))
+		}
+	}
+	return out
 }
 
 func (r *receiver) got() []delivery {
@@ -338,5 +368,74 @@ func TestTakeoverNoDuplicates(t *testing.T) {
 		if acks[i] != id {
 			t.Errorf("ack %d is %s, want %s", i, acks[i], id)
 		}
+	}
+}
+
+// TestRecordOrder: the application fails an upload's upload.confirmed
+// once; the upload's next event, due meanwhile, waits until confirmed is
+// delivered. Other uploads are not held back.
+func TestRecordOrder(t *testing.T) {
+	for _, status := range []storage.Status{storage.StatusAborted, storage.StatusRejected} {
+		t.Run(string(status), func(t *testing.T) {
+			clock := newClock()
+			rcv := newReceiver(t, clock.Now)
+			outbox := newOutbox(t.Name(), clock.Now)
+			conf := outbox.addEvent("docs", "rec1", storage.StatusConfirmed, clock.Now())
+			other := outbox.add("docs", "rec2", clock.Now().Add(1))
+			rcv.failNext(conf, 1)
+			clock.Advance(1)
+			// A dispatcher makes its first round at once.
+			d, _ := testDispatcher(t, Config{URL: rcv.srv.URL}, outbox, clock.Now, time.Hour)
+			eventually(t, "the other upload's event delivered", func() bool { return outbox.get(other) == nil })
+			if ev := outbox.get(conf); ev == nil || ev.Attempts != 1 || !ev.NextAttempt.After(clock.Now()) {
+				t.Fatalf("the failed event: %+v", ev)
+			}
+
+			// The next event of the upload is due by its own time, and
+			// waits: however often the dispatcher looks, until confirmed
+			// has its next attempt.
+			clock.Advance(time.Millisecond)
+			next := outbox.addEvent("docs", "rec1", status, clock.Now())
+			for range 5 {
+				d.Wake()
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := rcv.log("rec1"); !slices.Equal(got, []string{conf + " 500"}) {
+				t.Fatalf("attempts before confirmed was retried: %v", got)
+			}
+			clock.Advance(time.Second)
+			d.Wake()
+			eventually(t, "both delivered", func() bool { return outbox.get(conf) == nil && outbox.get(next) == nil })
+			if got, want := rcv.log("rec1"), []string{conf + " 500", conf + " 204", next + " 204"}; !slices.Equal(got, want) {
+				t.Fatalf("attempts %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestRecordOrderWithinRound: should the outbox list two events of an
+// upload in one batch, the later gets no attempt in the round in which
+// the earlier failed.
+func TestRecordOrderWithinRound(t *testing.T) {
+	clock := newClock()
+	rcv := newReceiver(t, clock.Now)
+	outbox := newOutbox(t.Name(), clock.Now)
+	outbox.loose = true
+	conf := outbox.addEvent("docs", "rec1", storage.StatusConfirmed, clock.Now())
+	aborted := outbox.addEvent("docs", "rec1", storage.StatusAborted, clock.Now().Add(1))
+	other := outbox.add("docs", "rec2", clock.Now().Add(2))
+	if evs, _ := outbox.DueEvents(t.Context(), "docs", clock.Now().Add(2), batch); len(evs) != 3 {
+		t.Fatalf("the outbox lists %d events in one batch, want all 3", len(evs))
+	}
+	rcv.failNext(conf, 1)
+	clock.Advance(2)
+	// One round only: the first, made at once; the tick is far away.
+	testDispatcher(t, Config{URL: rcv.srv.URL}, outbox, clock.Now, time.Hour)
+	eventually(t, "the other upload's event delivered", func() bool { return outbox.get(other) == nil })
+	if got := rcv.log("rec1"); !slices.Equal(got, []string{conf + " 500"}) {
+		t.Fatalf("attempts in the round: %v, want only the failed confirmed", got)
+	}
+	if ev := outbox.get(aborted); ev == nil || ev.Attempts != 0 {
+		t.Fatalf("the later event: %+v", ev)
 	}
 }
