@@ -170,6 +170,15 @@ func WakeAll() {
 	}
 }
 
+// Serving reports whether a dispatcher for route runs on outbox o, in any
+// loaded config. Events of a route without one wait in vain.
+func Serving(o storage.Outbox, route string) bool {
+	leases.Lock()
+	defer leases.Unlock()
+	l := leases.m[identity(o)+"\x00"+route]
+	return l != nil && l.users > 0
+}
+
 // holds reports whether d may deliver; it takes over a lease whose holder
 // has stopped.
 func (l *lease) holds(d *Dispatcher) bool {
