@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/caddyupload/caddyupload/internal/webhook"
 )
@@ -80,6 +81,19 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	var p hookPayload
 	if err := json.Unmarshal(body, &p); err != nil {
 		problem("delivery body: %v", err)
+		return
+	}
+	if id, err := webhook.VerifyStandard([]byte(testWebhookSecret), req.Header, body, time.Now()); err != nil || id != p.ID {
+		problem("delivery %s: webhook-signature: %q, %v", p.ID, id, err)
+		return
+	}
+	// The specification's own library, with the secret as raw bytes.
+	wh, err := standardwebhooks.NewWebhookRaw([]byte(testWebhookSecret))
+	if err == nil {
+		err = wh.Verify(body, req.Header)
+	}
+	if err != nil {
+		problem("delivery %s: the Standard Webhooks library: %v", p.ID, err)
 		return
 	}
 	if req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" ||
@@ -275,6 +289,22 @@ func TestWebhookExpired(t *testing.T) {
 	if p.Type != "upload.expired" || p.Data["status"] != "expired" || p.Data["id"] != c.ID || p.Data["subject"] != "alice" {
 		t.Errorf("expired payload %+v", p)
 	}
+}
+
+// TestWebhookBadWhsecSecret: a secret in the whsec_ form that is not
+// base64 fails the load, and the error does not quote it.
+func TestWebhookBadWhsecSecret(t *testing.T) {
+	s, rcv := newHookSite(t)
+	const bad = "whsec_not-base64-at-all!!"
+	t.Setenv("CU_TEST_WEBHOOK_SECRET", bad)
+	err := loadCaddyfile(s.caddyfile(hookPolicy(rcv.srv.URL, "")))
+	t.Cleanup(func() { _ = caddy.Stop() })
+	if err == nil || !strings.Contains(err.Error(), "whsec_") || strings.Contains(err.Error(), bad) {
+		t.Fatalf("a webhook with a broken whsec_ secret: %v", err)
+	}
+	// The same config with a well-formed whsec_ secret loads.
+	t.Setenv("CU_TEST_WEBHOOK_SECRET", "whsec_CzBVep/E6Q4zWH2ix+wRNluApcrvFDle")
+	s.load(s.caddyfile(hookPolicy(rcv.srv.URL, "")))
 }
 
 func TestWebhookMissingSecret(t *testing.T) {

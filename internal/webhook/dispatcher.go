@@ -43,7 +43,9 @@ type Options struct {
 // Dispatcher delivers the outbox events of one route, one at a time,
 // oldest first; the events of one upload in the order they happened.
 type Dispatcher struct {
-	cfg    Config
+	cfg Config
+	// stdKey is the HMAC key of the webhook-signature header.
+	stdKey []byte
 	outbox storage.Outbox
 	route  string
 	key    string
@@ -100,8 +102,13 @@ func newDispatcher(cfg Config, o Options) (*Dispatcher, error) {
 	if o.Outbox == nil {
 		return nil, errors.New("no outbox")
 	}
+	key, err := StandardKey(cfg.Secret)
+	if err != nil {
+		return nil, err
+	}
 	d := &Dispatcher{
 		cfg:    cfg,
+		stdKey: key,
 		outbox: o.Outbox,
 		route:  o.Route,
 		key:    identity(o.Outbox) + "\x00" + o.Route,
@@ -286,7 +293,7 @@ func (d *Dispatcher) round(ctx context.Context) bool {
 // deliver makes one attempt and records its outcome; it reports whether
 // the outcome is recorded and whether the application accepted the event.
 func (d *Dispatcher) deliver(ctx context.Context, ev *storage.Event) (recorded, delivered bool) {
-	postErr := post(ctx, d.client, &d.cfg, ev, d.now())
+	postErr := post(ctx, d.client, &d.cfg, d.stdKey, ev, d.now())
 	// The outcome is recorded even while the config stops.
 	wctx := context.WithoutCancel(ctx)
 	if postErr == nil {

@@ -68,7 +68,11 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if err == nil {
 		err = json.Unmarshal(body, &p)
 	}
-	if err != nil || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" ||
+	var id string
+	if err == nil {
+		id, err = VerifyStandard([]byte(testSecret), req.Header, body, r.now())
+	}
+	if err != nil || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" || id != p.ID ||
 		req.Header.Get("Webhook-Id") != p.ID || req.Header.Get("Webhook-Timestamp") != strconv.FormatInt(ts, 10) {
 		r.t.Errorf("bad delivery %s %s: %v, headers %v", req.Method, body, err, req.Header)
 		w.WriteHeader(http.StatusBadRequest)
@@ -127,11 +131,14 @@ func (r *receiver) count(id string) int {
 }
 
 // testDispatcher starts a dispatcher on outbox for route "docs" that
-// posts to url; it stops when the test ends. Its waits are the ceilings
+// posts to url, with testSecret unless cfg has a secret; it stops when the
+// test ends. Its waits are the ceilings
 // less 1ns (the largest full jitter can draw), so tests can predict them.
 func testDispatcher(t *testing.T, cfg Config, outbox storage.Outbox, now func() time.Time, tick time.Duration) (*Dispatcher, context.CancelFunc) {
 	t.Helper()
-	cfg.Secret = []byte(testSecret)
+	if cfg.Secret == nil {
+		cfg.Secret = []byte(testSecret)
+	}
 	d, err := newDispatcher(cfg.WithDefaults(), Options{Outbox: outbox, Route: "docs", Now: now})
 	if err != nil {
 		t.Fatal(err)
