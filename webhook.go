@@ -15,7 +15,7 @@ import (
 // `upload.expired` event, written to the ledger's outbox in the same
 // transaction as the status change and POSTed as JSON until the application
 // answers 2xx. Delivery is at least once: the application de-duplicates by
-// the event id.
+// the event id (webhook-id).
 //
 // The body is
 //
@@ -23,17 +23,24 @@ import (
 //	 "created_at": "<RFC 3339 time of the change>",
 //	 "data": {<the record as the upload API shows it>, "subject": "<owner>"}}
 //
-// and every request carries these headers:
+// and every request carries these headers, signed as Standard Webhooks
+// (https://www.standardwebhooks.com) are, so that their libraries verify
+// them:
 //
 //	Content-Type:       application/json
-//	Webhook-Id:         <event id, the same on every attempt>
-//	Webhook-Timestamp:  <t: Unix seconds when this attempt was signed>
+//	webhook-id:         <event id, the same on every attempt>
+//	webhook-timestamp:  <t: Unix seconds when this attempt was signed>
+//	webhook-signature:  v1,<base64 HMAC-SHA256(key, "<id>.<t>.<body>")>
 //	X-Upload-Signature: t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 //
-// To verify, compute HMAC-SHA256 with the secret over t, a dot and the raw
-// body bytes exactly as received, compare its lowercase hex with v1 in
-// constant time, and refuse a t more than 5 minutes away from the current
-// time (a replayed request). In Python:
+// The key of webhook-signature is the secret in the Standard Webhooks form
+// "whsec_<base64>" decoded, or the bytes of any other secret.
+// X-Upload-Signature, the scheme of earlier releases, is keyed by the
+// secret's bytes as configured, whatever its form. To verify it, compute
+// HMAC-SHA256 with the secret over t, a dot and the raw body bytes exactly
+// as received, compare its lowercase hex with v1 in constant time, and
+// refuse a t more than 5 minutes away from the current time (a replayed
+// request). In Python:
 //
 //	p = dict(kv.split("=", 1) for kv in request.headers["X-Upload-Signature"].split(","))
 //	mac = hmac.new(secret, p["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -43,13 +50,17 @@ import (
 // retried after a random wait of up to 1s, 2s, 4s, ... capped at
 // MaxBackoff; after MaxAttempts the event is parked until an operator
 // replays it through the admin API (`POST /upload/outbox/replay/<id>`).
-// Events of a route are delivered one at a time, oldest first.
+// Events of a route are delivered one at a time, oldest first; an upload's
+// events in the order they happened, the later waiting while an earlier
+// one is retried or parked. Events of different uploads have no order.
 type Webhook struct {
 	// URL receives the events. {env.*} placeholders are resolved when the
 	// config loads. Required.
 	URL string `json:"url,omitempty"`
-	// Secret is the HMAC key of the signature. Use an {env.*} placeholder
-	// so the secret stays out of the JSON config. Required.
+	// Secret keys the signatures: in the Standard Webhooks form
+	// "whsec_<base64>" (at least 16 bytes once decoded), or any other
+	// string of at least 16 bytes, used as its bytes. Use an {env.*}
+	// placeholder so the secret stays out of the JSON config. Required.
 	Secret string `json:"secret,omitempty"`
 	// Timeout bounds one delivery attempt. Default: 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`

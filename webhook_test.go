@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/caddyupload/caddyupload/internal/webhook"
 )
@@ -22,11 +23,15 @@ const testWebhookSecret = "whsec-0123456789abcdef"
 
 // hookReceiver is the application's webhook endpoint.
 type hookReceiver struct {
-	t      *testing.T
-	srv    *httptest.Server
-	down   atomic.Bool // answer 500
-	mu     sync.Mutex
-	byID   map[string][]hookDelivery
+	t    *testing.T
+	srv  *httptest.Server
+	down atomic.Bool // answer 500
+	// failType answers 500 to the events of this type.
+	failType atomic.Value
+	mu       sync.Mutex
+	byID     map[string][]hookDelivery
+	// order is every attempt as "<event id> <status>", as they arrived.
+	order  []string
 	errors []string
 }
 
@@ -78,17 +83,31 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		problem("delivery body: %v", err)
 		return
 	}
+	if id, err := webhook.VerifyStandard([]byte(testWebhookSecret), req.Header, body, time.Now()); err != nil || id != p.ID {
+		problem("delivery %s: webhook-signature: %q, %v", p.ID, id, err)
+		return
+	}
+	// The specification's own library, with the secret as raw bytes.
+	wh, err := standardwebhooks.NewWebhookRaw([]byte(testWebhookSecret))
+	if err == nil {
+		err = wh.Verify(body, req.Header)
+	}
+	if err != nil {
+		problem("delivery %s: the Standard Webhooks library: %v", p.ID, err)
+		return
+	}
 	if req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" ||
 		req.Header.Get("Webhook-Id") != p.ID || req.Header.Get("Webhook-Timestamp") != strconv.FormatInt(ts, 10) {
 		problem("delivery %s: method %s, headers %v", p.ID, req.Method, req.Header)
 		return
 	}
 	status := http.StatusNoContent
-	if r.down.Load() {
+	if r.down.Load() || r.failType.Load() == p.Type {
 		status = http.StatusInternalServerError
 	}
 	r.mu.Lock()
 	r.byID[p.ID] = append(r.byID[p.ID], hookDelivery{status: status, payload: p})
+	r.order = append(r.order, fmt.Sprintf("%s %d", p.ID, status))
 	r.mu.Unlock()
 	w.WriteHeader(status)
 }
@@ -272,6 +291,22 @@ func TestWebhookExpired(t *testing.T) {
 	}
 }
 
+// TestWebhookBadWhsecSecret: a secret in the whsec_ form that is not
+// base64 fails the load, and the error does not quote it.
+func TestWebhookBadWhsecSecret(t *testing.T) {
+	s, rcv := newHookSite(t)
+	const bad = "whsec_not-base64-at-all!!"
+	t.Setenv("CU_TEST_WEBHOOK_SECRET", bad)
+	err := loadCaddyfile(s.caddyfile(hookPolicy(rcv.srv.URL, "")))
+	t.Cleanup(func() { _ = caddy.Stop() })
+	if err == nil || !strings.Contains(err.Error(), "whsec_") || strings.Contains(err.Error(), bad) {
+		t.Fatalf("a webhook with a broken whsec_ secret: %v", err)
+	}
+	// The same config with a well-formed whsec_ secret loads.
+	t.Setenv("CU_TEST_WEBHOOK_SECRET", "whsec_CzBVep/E6Q4zWH2ix+wRNluApcrvFDle")
+	s.load(s.caddyfile(hookPolicy(rcv.srv.URL, "")))
+}
+
 func TestWebhookMissingSecret(t *testing.T) {
 	s, rcv := newHookSite(t)
 	t.Setenv("CU_TEST_WEBHOOK_SECRET", "")
@@ -279,5 +314,51 @@ func TestWebhookMissingSecret(t *testing.T) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	if err == nil || !strings.Contains(err.Error(), "secret") {
 		t.Fatalf("a webhook whose secret is unset loaded: %v", err)
+	}
+}
+
+// TestWebhookOrderPerUpload: the application fails an upload's
+// upload.confirmed, and the upload is aborted meanwhile: its
+// upload.aborted, due at once, waits until upload.confirmed is delivered.
+func TestWebhookOrderPerUpload(t *testing.T) {
+	s, rcv := newHookSite(t)
+	s.load(s.caddyfile(hookPolicy(rcv.srv.URL, "max_attempts 1000")))
+	rcv.failType.Store("upload.confirmed")
+
+	id := confirmUpload(s, "alice")
+	conf, aborted := id+":upload.confirmed", id+":upload.aborted"
+	eventually(t, "a failed attempt", func() bool { return rcv.attempts(conf) >= 1 })
+	if resp := s.call("alice", "DELETE", "/"+id, nil, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("abort: %d", resp.StatusCode)
+	}
+	// The abort woke the dispatcher; it looks again every second, and
+	// retries confirmed within max_backoff (1s). Two more failed attempts
+	// are rounds in which aborted was due by its own time.
+	failed := rcv.attempts(conf)
+	eventually(t, "more failed attempts", func() bool { return rcv.attempts(conf) >= failed+2 })
+	if n := rcv.attempts(aborted); n != 0 {
+		t.Fatalf("upload.aborted attempted %d times while upload.confirmed failed", n)
+	}
+
+	rcv.failType.Store("")
+	rcv.waitDelivered(aborted)
+	rcv.mu.Lock()
+	order := append([]string(nil), rcv.order...)
+	rcv.mu.Unlock()
+	var mine []string
+	for _, o := range order {
+		if strings.HasPrefix(o, id+":") {
+			mine = append(mine, o)
+		}
+	}
+	// Failures of confirmed, its delivery, then aborted's.
+	n := len(mine)
+	if n < 3 || mine[n-1] != aborted+" 204" || mine[n-2] != conf+" 204" {
+		t.Fatalf("attempts in this order: %v", mine)
+	}
+	for _, o := range mine[:n-2] {
+		if o != conf+" 500" {
+			t.Fatalf("attempts in this order: %v", mine)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -51,20 +52,35 @@ type Event struct {
 	Parked bool `json:"parked"`
 }
 
+// ErrBadCursor is matched (errors.Is) by the error of ParkedEvents given a
+// cursor it did not hand out.
+var ErrBadCursor = errors.New("invalid cursor")
+
 // Outbox is the durable queue of events. Ledgers that support webhooks
 // implement it beside Ledger.
 type Outbox interface {
-	// DueEvents lists up to limit unparked events of route whose
-	// NextAttempt is not after t, oldest first.
+	// DueEvents lists up to limit unparked events of route ("" = every
+	// route) whose NextAttempt is not after t, oldest NextAttempt first.
+	// An event is not due while an earlier event of the same record
+	// (Event.Record.ID; earlier = smaller CreatedAt, ties by ID) is still in
+	// the outbox, due later or parked: one upload's events are delivered in
+	// the order they happened.
 	DueEvents(ctx context.Context, route string, t time.Time, limit int) ([]*Event, error)
-	// AckEvent removes a delivered event; a missing one is not an error.
+	// AckEvent removes a delivered (or dropped) event; a missing one is not an error.
 	AckEvent(ctx context.Context, id string) error
 	// RetryEvent records a failed attempt: Attempts+1, LastError, and
 	// either the next attempt time or, when park is set, parks the event.
 	RetryEvent(ctx context.Context, id string, next time.Time, lastErr string, park bool) error
-	// ParkedEvents lists parked events of route ("" = every route).
-	ParkedEvents(ctx context.Context, route string, limit int) ([]*Event, error)
+	// ParkedEvents lists parked events of route ("" = every route), oldest
+	// CreatedAt first (ties by ID), a page at a time: after is the cursor a
+	// previous call returned ("" for the first page); next is "" after the
+	// last page. The cursor is opaque to callers.
+	ParkedEvents(ctx context.Context, route, after string, limit int) (evs []*Event, next string, err error)
 	// ReplayEvent unparks an event for immediate delivery, or ErrNotFound.
 	// Its attempts count from zero again; LastError is kept.
 	ReplayEvent(ctx context.Context, id string) error
+	// RerouteEvent hands an event, due or parked, to route: Event.Route and
+	// Event.Record.Internal.Route become route, it is unparked and due now,
+	// attempts from zero, LastError kept. ErrNotFound if missing.
+	RerouteEvent(ctx context.Context, id, route string) error
 }

@@ -24,10 +24,11 @@ func newClient() *http.Client {
 	}
 }
 
-// post makes one delivery attempt of ev, signed at now. An attempt under
-// way finishes even when ctx ends, so that its outcome can be recorded;
-// cfg.Timeout bounds it.
-func post(ctx context.Context, client *http.Client, cfg *Config, ev *storage.Event, now time.Time) error {
+// post makes one delivery attempt of ev, signed at now with cfg.Secret and
+// with key, its Standard Webhooks key. An attempt under way finishes even
+// when ctx ends, so that its outcome can be recorded; cfg.Timeout bounds
+// it.
+func post(ctx context.Context, client *http.Client, cfg *Config, key []byte, ev *storage.Event, now time.Time) error {
 	b, err := body(ev)
 	if err != nil {
 		return err
@@ -41,8 +42,11 @@ func post(ctx context.Context, client *http.Client, cfg *Config, ev *storage.Eve
 	t := now.Unix()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "caddyupload-webhook")
+	// Standard Webhooks: the id is the event's, the same on every attempt,
+	// so that receivers de-duplicate by it.
 	req.Header.Set("Webhook-Id", ev.ID)
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(t, 10))
+	req.Header.Set("Webhook-Signature", signStandard(key, ev.ID, t, b))
 	req.Header.Set("X-Upload-Signature", sign(cfg.Secret, t, b))
 	resp, err := client.Do(req)
 	if err != nil {

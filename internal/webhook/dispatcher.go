@@ -41,9 +41,11 @@ type Options struct {
 }
 
 // Dispatcher delivers the outbox events of one route, one at a time,
-// oldest first.
+// oldest first; the events of one upload in the order they happened.
 type Dispatcher struct {
-	cfg    Config
+	cfg Config
+	// stdKey is the HMAC key of the webhook-signature header.
+	stdKey []byte
 	outbox storage.Outbox
 	route  string
 	key    string
@@ -100,8 +102,13 @@ func newDispatcher(cfg Config, o Options) (*Dispatcher, error) {
 	if o.Outbox == nil {
 		return nil, errors.New("no outbox")
 	}
+	key, err := StandardKey(cfg.Secret)
+	if err != nil {
+		return nil, err
+	}
 	d := &Dispatcher{
 		cfg:    cfg,
+		stdKey: key,
 		outbox: o.Outbox,
 		route:  o.Route,
 		key:    identity(o.Outbox) + "\x00" + o.Route,
@@ -170,6 +177,15 @@ func WakeAll() {
 	}
 }
 
+// Serving reports whether a dispatcher for route runs on outbox o, in any
+// loaded config. Events of a route without one wait in vain.
+func Serving(o storage.Outbox, route string) bool {
+	leases.Lock()
+	defer leases.Unlock()
+	l := leases.m[identity(o)+"\x00"+route]
+	return l != nil && l.users > 0
+}
+
 // holds reports whether d may deliver; it takes over a lease whose holder
 // has stopped.
 func (l *lease) holds(d *Dispatcher) bool {
@@ -230,7 +246,7 @@ func (d *Dispatcher) run(ctx context.Context) {
 }
 
 // round delivers the events due now, one at a time, and reports whether
-// it handled a full batch so that more may be waiting.
+// more may be waiting: it handled a full batch, or delivered an event.
 func (d *Dispatcher) round(ctx context.Context) bool {
 	d.lease.round.Lock()
 	defer d.lease.round.Unlock()
@@ -242,29 +258,53 @@ func (d *Dispatcher) round(ctx context.Context) bool {
 		d.logOutboxError(ctx, "listing due webhook events failed; will retry", "", err)
 		return false
 	}
+	// The outbox lists no event while an earlier one of its upload waits,
+	// so across rounds one upload's events go out in order. Within this
+	// round, an upload whose event failed gets no further attempt either,
+	// should a batch ever hold two of its events.
+	var (
+		failed  map[string]bool
+		settled bool
+	)
 	for _, ev := range evs {
-		if ctx.Err() != nil || !d.lease.holds(d) || !d.deliver(ctx, ev) {
+		if ctx.Err() != nil || !d.lease.holds(d) {
 			return false
 		}
+		if ev.Record != nil && failed[ev.Record.ID] {
+			continue
+		}
+		recorded, delivered := d.deliver(ctx, ev)
+		if !recorded {
+			return false
+		}
+		settled = settled || delivered
+		if !delivered && ev.Record != nil {
+			if failed == nil {
+				failed = map[string]bool{}
+			}
+			failed[ev.Record.ID] = true
+		}
 	}
-	return len(evs) == batch
+	// A delivered event may have held back the next event of its upload,
+	// due now: another round sends it at once rather than at the tick.
+	return len(evs) == batch || settled
 }
 
 // deliver makes one attempt and records its outcome; it reports whether
-// the outcome is recorded.
-func (d *Dispatcher) deliver(ctx context.Context, ev *storage.Event) bool {
-	postErr := post(ctx, d.client, &d.cfg, ev, d.now())
+// the outcome is recorded and whether the application accepted the event.
+func (d *Dispatcher) deliver(ctx context.Context, ev *storage.Event) (recorded, delivered bool) {
+	postErr := post(ctx, d.client, &d.cfg, d.stdKey, ev, d.now())
 	// The outcome is recorded even while the config stops.
 	wctx := context.WithoutCancel(ctx)
 	if postErr == nil {
 		if err := d.outbox.AckEvent(wctx, ev.ID); err != nil {
 			d.logOutboxError(ctx, "recording a webhook delivery failed; the event will be sent again", ev.ID, err)
-			return false
+			return false, true
 		}
 		if ce := d.logger.Check(zapcore.DebugLevel, "webhook event delivered"); ce != nil {
 			ce.Write(zap.String("route", d.route), zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Int("attempt", ev.Attempts+1))
 		}
-		return true
+		return true, true
 	}
 	attempts := ev.Attempts + 1
 	park := attempts >= d.cfg.MaxAttempts
@@ -275,11 +315,11 @@ func (d *Dispatcher) deliver(ctx context.Context, ev *storage.Event) bool {
 	next := d.now().Add(backoff(attempts, d.cfg.MaxBackoff, d.jitter))
 	err := d.outbox.RetryEvent(wctx, ev.ID, next, lastErr, park)
 	if errors.Is(err, storage.ErrNotFound) {
-		return true // acknowledged meanwhile
+		return true, false // acknowledged meanwhile
 	}
 	if err != nil {
 		d.logOutboxError(ctx, "recording a webhook failure failed", ev.ID, err)
-		return false
+		return false, false
 	}
 	fields := []zap.Field{zap.String("route", d.route), zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Int("attempts", attempts), zap.String("error", lastErr)}
 	if park {
@@ -287,7 +327,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ev *storage.Event) bool {
 	} else if ce := d.logger.Check(zapcore.DebugLevel, "webhook attempt failed; will retry"); ce != nil {
 		ce.Write(append(fields, zap.Time("next_attempt", next))...)
 	}
-	return true
+	return true, false
 }
 
 // logOutboxError warns of an outbox failure, unless the config is stopping

@@ -3,9 +3,11 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +32,8 @@ type receiver struct {
 
 	mu   sync.Mutex
 	reqs []delivery
+	// fail is how many more attempts of an event id get a 500.
+	fail map[string]int
 }
 
 type delivery struct {
@@ -64,7 +68,11 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if err == nil {
 		err = json.Unmarshal(body, &p)
 	}
-	if err != nil || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" ||
+	var id string
+	if err == nil {
+		id, err = VerifyStandard([]byte(testSecret), req.Header, body, r.now())
+	}
+	if err != nil || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" || id != p.ID ||
 		req.Header.Get("Webhook-Id") != p.ID || req.Header.Get("Webhook-Timestamp") != strconv.FormatInt(ts, 10) {
 		r.t.Errorf("bad delivery %s %s: %v, headers %v", req.Method, body, err, req.Header)
 		w.WriteHeader(http.StatusBadRequest)
@@ -75,9 +83,35 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		status = http.StatusNoContent
 	}
 	r.mu.Lock()
+	if r.fail[p.ID] > 0 {
+		r.fail[p.ID]--
+		status = http.StatusInternalServerError
+	}
 	r.reqs = append(r.reqs, delivery{id: p.ID, status: status, body: body, header: req.Header.Clone()})
 	r.mu.Unlock()
 	w.WriteHeader(status)
+}
+
+// failNext answers the next n attempts of event id with 500.
+func (r *receiver) failNext(id string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail == nil {
+		r.fail = map[string]int{}
+	}
+	r.fail[id] = n
+}
+
+// log lists the attempts of the events of record id in the order they
+// arrived, as "<event id> <status>".
+func (r *receiver) log(id string) []string {
+	var out []string
+	for _, d := range r.got() {
+		if strings.HasPrefix(d.id, id+":") {
+			out = append(out, fmt.Sprintf("%s %d", d.id, d.status))
+		}
+	}
+	return out
 }
 
 func (r *receiver) got() []delivery {
@@ -97,11 +131,14 @@ func (r *receiver) count(id string) int {
 }
 
 // testDispatcher starts a dispatcher on outbox for route "docs" that
-// posts to url; it stops when the test ends. Its waits are the ceilings
+// posts to url, with testSecret unless cfg has a secret; it stops when the
+// test ends. Its waits are the ceilings
 // less 1ns (the largest full jitter can draw), so tests can predict them.
 func testDispatcher(t *testing.T, cfg Config, outbox storage.Outbox, now func() time.Time, tick time.Duration) (*Dispatcher, context.CancelFunc) {
 	t.Helper()
-	cfg.Secret = []byte(testSecret)
+	if cfg.Secret == nil {
+		cfg.Secret = []byte(testSecret)
+	}
 	d, err := newDispatcher(cfg.WithDefaults(), Options{Outbox: outbox, Route: "docs", Now: now})
 	if err != nil {
 		t.Fatal(err)
@@ -338,5 +375,76 @@ func TestTakeoverNoDuplicates(t *testing.T) {
 		if acks[i] != id {
 			t.Errorf("ack %d is %s, want %s", i, acks[i], id)
 		}
+	}
+}
+
+// TestRecordOrder: the application fails an upload's upload.confirmed
+// once; the upload's next event, due meanwhile, waits until confirmed is
+// delivered. Other uploads are not held back.
+func TestRecordOrder(t *testing.T) {
+	for _, status := range []storage.Status{storage.StatusAborted, storage.StatusRejected} {
+		t.Run(string(status), func(t *testing.T) {
+			clock := newClock()
+			rcv := newReceiver(t, clock.Now)
+			outbox := newOutbox(t.Name(), clock.Now)
+			conf := outbox.addEvent("docs", "rec1", storage.StatusConfirmed, clock.Now())
+			other := outbox.add("docs", "rec2", clock.Now().Add(1))
+			rcv.failNext(conf, 1)
+			clock.Advance(1)
+			// A dispatcher makes its first round at once.
+			d, _ := testDispatcher(t, Config{URL: rcv.srv.URL}, outbox, clock.Now, time.Hour)
+			eventually(t, "the other upload's event delivered", func() bool { return outbox.get(other) == nil })
+			if ev := outbox.get(conf); ev == nil || ev.Attempts != 1 || !ev.NextAttempt.After(clock.Now()) {
+				t.Fatalf("the failed event: %+v", ev)
+			}
+
+			// The next event of the upload is due by its own time, and
+			// waits: however often the dispatcher looks, until confirmed
+			// has its next attempt.
+			clock.Advance(time.Millisecond)
+			next := outbox.addEvent("docs", "rec1", status, clock.Now())
+			for range 5 {
+				d.Wake()
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := rcv.log("rec1"); !slices.Equal(got, []string{conf + " 500"}) {
+				t.Fatalf("attempts before confirmed was retried: %v", got)
+			}
+			clock.Advance(time.Second)
+			d.Wake()
+			eventually(t, "both delivered", func() bool { return outbox.get(conf) == nil && outbox.get(next) == nil })
+			if got, want := rcv.log("rec1"), []string{conf + " 500", conf + " 204", next + " 204"}; !slices.Equal(got, want) {
+				t.Fatalf("attempts %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestRecordOrderWithinRound: should the outbox list two events of an
+// upload in one batch, the later gets no attempt in the round in which
+// the earlier failed. (Across rounds, the outbox's order rule keeps it
+// back.)
+func TestRecordOrderWithinRound(t *testing.T) {
+	clock := newClock()
+	rcv := newReceiver(t, clock.Now)
+	outbox := newOutbox(t.Name(), clock.Now)
+	outbox.loose = true
+	conf := outbox.addEvent("docs", "rec1", storage.StatusConfirmed, clock.Now())
+	aborted := outbox.addEvent("docs", "rec1", storage.StatusAborted, clock.Now().Add(1))
+	clock.Advance(1)
+	if evs, _ := outbox.DueEvents(t.Context(), "docs", clock.Now(), batch); len(evs) != 2 {
+		t.Fatalf("the outbox lists %d events in one batch, want both", len(evs))
+	}
+	rcv.failNext(conf, 1)
+	// One round only: the first, made at once; it delivers nothing, and
+	// the tick is far away.
+	testDispatcher(t, Config{URL: rcv.srv.URL}, outbox, clock.Now, time.Hour)
+	eventually(t, "the failed attempt recorded", func() bool { ev := outbox.get(conf); return ev != nil && ev.Attempts == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if got := rcv.log("rec1"); !slices.Equal(got, []string{conf + " 500"}) {
+		t.Fatalf("attempts in the round: %v, want only the failed confirmed", got)
+	}
+	if ev := outbox.get(aborted); ev == nil || ev.Attempts != 0 {
+		t.Fatalf("the later event: %+v", ev)
 	}
 }

@@ -15,6 +15,9 @@ import (
 type memOutbox struct {
 	name string
 	now  func() time.Time
+	// loose drops the rule that an event waits for the earlier events of
+	// its record, so that a batch can hold two events of one record.
+	loose bool
 
 	mu     sync.Mutex
 	events map[string]*storage.Event
@@ -39,11 +42,18 @@ var _ storage.Identified = (*memOutbox)(nil)
 
 // add puts the event of record id becoming confirmed, due at t.
 func (o *memOutbox) add(route, id string, t time.Time) string {
+	return o.addEvent(route, id, storage.StatusConfirmed, t)
+}
+
+// addEvent puts the event of record id reaching status, created and due
+// at t.
+func (o *memOutbox) addEvent(route, id string, status storage.Status, t time.Time) string {
 	rec := &storage.Record{
-		ID: id, Key: "docs/" + id, Status: storage.StatusConfirmed, Filename: id + ".txt", Size: 10, Type: "text/plain",
+		ID: id, Key: "docs/" + id, Status: status, Filename: id + ".txt", Size: 10, Type: "text/plain",
 		CreatedAt: t.Add(-time.Minute), Internal: storage.RecordInternal{Subject: "alice", Route: route, Notify: true},
 	}
-	ev := &storage.Event{ID: id + ":" + storage.EventConfirmed, Type: storage.EventConfirmed, Route: route, CreatedAt: t, Record: rec, NextAttempt: t}
+	typ := storage.EventFor(status)
+	ev := &storage.Event{ID: id + ":" + typ, Type: typ, Route: route, CreatedAt: t, Record: rec, NextAttempt: t}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.events[ev.ID] = ev
@@ -72,7 +82,7 @@ func (o *memOutbox) DueEvents(_ context.Context, route string, t time.Time, limi
 	o.dueCalls++
 	var out []*storage.Event
 	for _, ev := range o.events {
-		if ev.Route == route && !ev.Parked && !ev.NextAttempt.After(t) {
+		if (route == "" || ev.Route == route) && !ev.Parked && !ev.NextAttempt.After(t) && (o.loose || !o.waits(ev)) {
 			out = append(out, clone(ev))
 		}
 	}
@@ -86,6 +96,24 @@ func (o *memOutbox) DueEvents(_ context.Context, route string, t time.Time, limi
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// waits reports whether an earlier event of ev's record is in the outbox.
+func (o *memOutbox) waits(ev *storage.Event) bool {
+	for _, other := range o.events {
+		if other.Record.ID == ev.Record.ID && earlier(other, ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// earlier is the outbox's order of events: CreatedAt, then id.
+func earlier(a, b *storage.Event) bool {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c < 0
+	}
+	return a.ID < b.ID
 }
 
 func (o *memOutbox) AckEvent(_ context.Context, id string) error {
@@ -110,16 +138,45 @@ func (o *memOutbox) RetryEvent(_ context.Context, id string, next time.Time, las
 	return nil
 }
 
-func (o *memOutbox) ParkedEvents(_ context.Context, route string, limit int) ([]*storage.Event, error) {
+func (o *memOutbox) RerouteEvent(_ context.Context, id, route string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var out []*storage.Event
+	ev := o.events[id]
+	if ev == nil {
+		return storage.ErrNotFound
+	}
+	ev.Route, ev.Record.Internal.Route = route, route
+	ev.Parked, ev.Attempts, ev.NextAttempt = false, 0, o.now()
+	return nil
+}
+
+// ParkedEvents pages by the id of the last event listed.
+func (o *memOutbox) ParkedEvents(_ context.Context, route, after string, limit int) ([]*storage.Event, string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var all []*storage.Event
 	for _, ev := range o.events {
-		if ev.Parked && (route == "" || ev.Route == route) && len(out) < limit {
-			out = append(out, clone(ev))
+		if ev.Parked && (route == "" || ev.Route == route) {
+			all = append(all, clone(ev))
 		}
 	}
-	return out, nil
+	slices.SortFunc(all, func(a, b *storage.Event) int {
+		if earlier(a, b) {
+			return -1
+		}
+		return 1
+	})
+	if after != "" {
+		i := slices.IndexFunc(all, func(ev *storage.Event) bool { return ev.ID == after })
+		if i < 0 {
+			return nil, "", storage.ErrBadCursor
+		}
+		all = all[i+1:]
+	}
+	if len(all) > limit {
+		return all[:limit], all[limit-1].ID, nil
+	}
+	return all, "", nil
 }
 
 func (o *memOutbox) ReplayEvent(_ context.Context, id string) error {

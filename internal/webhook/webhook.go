@@ -4,13 +4,19 @@
 // which POSTs each event as signed JSON until the application answers 2xx,
 // backs off between attempts and parks an event after its last one.
 //
+// Each delivery is signed twice with the route's secret: as Standard
+// Webhooks (https://www.standardwebhooks.com) do, so that their libraries
+// verify it, and in the X-Upload-Signature header of earlier releases.
+//
 // The package knows nothing of Caddy: it needs a storage.Outbox, a clock,
 // a logger and a Config.
 package webhook
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -36,7 +42,9 @@ const MinSecret = 16
 type Config struct {
 	// URL receives the events: an absolute http or https URL.
 	URL string
-	// Secret is the HMAC key of the signature.
+	// Secret is the route's secret as configured. X-Upload-Signature is
+	// keyed by its bytes; webhook-signature by the key it stands for (see
+	// StandardKey).
 	Secret []byte
 	// Timeout bounds one delivery attempt.
 	Timeout time.Duration
@@ -69,6 +77,8 @@ func (c Config) Validate() error {
 		return errors.New("url must be an absolute http or https URL")
 	case len(c.Secret) < MinSecret:
 		return fmt.Errorf("a secret of at least %d bytes is required (is its environment variable set?)", MinSecret)
+	case standardKeyError(c.Secret) != nil:
+		return standardKeyError(c.Secret)
 	case c.Timeout <= 0:
 		return errors.New("timeout must be positive")
 	case c.MaxAttempts < 1:
@@ -108,6 +118,51 @@ func body(ev *storage.Event) ([]byte, error) {
 		CreatedAt: ev.CreatedAt,
 		Data:      Upload{Record: ev.Record, Subject: ev.Record.Internal.Subject},
 	})
+}
+
+// whsecPrefix marks a secret in the Standard Webhooks form: the prefix and
+// the base64 of the key.
+const whsecPrefix = "whsec_"
+
+// StandardKey is the HMAC key of the webhook-signature header that secret
+// stands for: a secret in the Standard Webhooks form "whsec_<base64>"
+// stands for the bytes the base64 decodes to, as the specification's
+// libraries read it; any other secret for its own bytes.
+func StandardKey(secret []byte) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(secret, []byte(whsecPrefix))
+	if !ok {
+		return secret, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(string(rest))
+	if err != nil {
+		return nil, errors.New("a secret starting with whsec_ must continue with standard base64 (padded, + and /)")
+	}
+	return key, nil
+}
+
+// standardKeyError checks that secret yields a key of at least MinSecret
+// bytes; its message never quotes the secret.
+func standardKeyError(secret []byte) error {
+	key, err := StandardKey(secret)
+	if err != nil {
+		return err
+	}
+	if len(key) < MinSecret {
+		return fmt.Errorf("a whsec_ secret must decode to at least %d bytes", MinSecret)
+	}
+	return nil
+}
+
+// signStandard is the webhook-signature value of body sent as event id at
+// t: "v1," and the base64 of HMAC-SHA256(key, "<id>.<t>.<body>").
+func signStandard(key []byte, id string, t int64, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id))
+	mac.Write([]byte{'.'})
+	mac.Write([]byte(strconv.FormatInt(t, 10)))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // sign is the X-Upload-Signature value of body signed at t:

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,58 @@ func TestSign(t *testing.T) {
 		},
 	} {
 		if check() == nil {
+			t.Errorf("%s: verified", name)
+		}
+	}
+}
+
+func TestSignStandard(t *testing.T) {
+	body := []byte(`{"id":"x:upload.confirmed"}`)
+	whsecKey, err := StandardKey([]byte(whsecSecret))
+	if err != nil || len(whsecKey) != 24 {
+		t.Fatalf("StandardKey(whsec secret) = %d bytes, %v", len(whsecKey), err)
+	}
+	if key, err := StandardKey([]byte(testSecret)); err != nil || string(key) != testSecret {
+		t.Fatalf("StandardKey(plain secret) = %q, %v; want its bytes", key, err)
+	}
+	// Vectors computed elsewhere (Python's hmac and base64).
+	for _, tc := range []struct {
+		key  []byte
+		want string
+	}{
+		{[]byte(testSecret), "v1,CIvUVJKbqaVLkzBeHfZ7zvCjdDrGPI7jAdCk0XbA5N0="},
+		{whsecKey, "v1,on/9EQE+kGadCmcLi58bnZ9FwKrnsDmNUaIIiPokzKs="},
+	} {
+		if got := signStandard(tc.key, "x:upload.confirmed", 1700000000, body); got != tc.want {
+			t.Errorf("signStandard = %s, want %s", got, tc.want)
+		}
+	}
+
+	now := time.Unix(1700000000, 0)
+	h := http.Header{}
+	h.Set("Webhook-Id", "x:upload.confirmed")
+	h.Set("Webhook-Timestamp", "1700000000")
+	h.Set("Webhook-Signature", "v1a,bm90IHRoaXMgb25l v1,on/9EQE+kGadCmcLi58bnZ9FwKrnsDmNUaIIiPokzKs=")
+	if id, err := VerifyStandard([]byte(whsecSecret), h, body, now.Add(4*time.Minute)); err != nil || id != "x:upload.confirmed" {
+		t.Fatalf("VerifyStandard of a signature among others: %q, %v", id, err)
+	}
+	for name, mod := range map[string]func(h http.Header, secret *string, at *time.Time){
+		"other id":        func(h http.Header, _ *string, _ *time.Time) { h.Set("Webhook-Id", "y:upload.confirmed") },
+		"other timestamp": func(h http.Header, _ *string, _ *time.Time) { h.Set("Webhook-Timestamp", "1700000001") },
+		"no id":           func(h http.Header, _ *string, _ *time.Time) { h.Del("Webhook-Id") },
+		"no signature":    func(h http.Header, _ *string, _ *time.Time) { h.Del("Webhook-Signature") },
+		"other version": func(h http.Header, _ *string, _ *time.Time) {
+			h.Set("Webhook-Signature", "v2,on/9EQE+kGadCmcLi58bnZ9FwKrnsDmNUaIIiPokzKs=")
+		},
+		"bad timestamp":    func(h http.Header, _ *string, _ *time.Time) { h.Set("Webhook-Timestamp", "soon") },
+		"raw whsec secret": func(_ http.Header, s *string, _ *time.Time) { *s = "whsec_" + string(whsecKey) },
+		"plain secret":     func(_ http.Header, s *string, _ *time.Time) { *s = testSecret },
+		"late":             func(_ http.Header, _ *string, at *time.Time) { *at = now.Add(6 * time.Minute) },
+		"early":            func(_ http.Header, _ *string, at *time.Time) { *at = now.Add(-6 * time.Minute) },
+	} {
+		hh, secret, at := h.Clone(), whsecSecret, now
+		mod(hh, &secret, &at)
+		if _, err := VerifyStandard([]byte(secret), hh, body, at); err == nil {
 			t.Errorf("%s: verified", name)
 		}
 	}
@@ -91,6 +144,9 @@ func TestConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("a valid config: %v", err)
 	}
+	if c := (Config{URL: c.URL, Secret: []byte(whsecSecret)}).WithDefaults(); c.Validate() != nil {
+		t.Fatalf("a whsec secret: %v", c.Validate())
+	}
 	set := Config{URL: "http://a/h", Secret: []byte(testSecret), Timeout: time.Second, MaxAttempts: 3, MaxBackoff: time.Minute}
 	if got := set.WithDefaults(); got.Timeout != set.Timeout || got.MaxAttempts != set.MaxAttempts || got.MaxBackoff != set.MaxBackoff {
 		t.Errorf("defaults replaced set values: %+v", got)
@@ -106,6 +162,9 @@ func TestConfig(t *testing.T) {
 		"short backoff":   func(c *Config) { c.MaxBackoff = time.Second - 1 },
 		"negative tries":  func(c *Config) { c.MaxAttempts = -1 },
 		"unparseable url": func(c *Config) { c.URL = "http://a b/%zz" },
+		"whsec not b64":   func(c *Config) { c.Secret = []byte("whsec_" + testSecret) },
+		"whsec url b64":   func(c *Config) { c.Secret = []byte("whsec_CzBVep_E6Q4zWH2ix-wRNluApcrvFDle") },
+		"whsec too short": func(c *Config) { c.Secret = []byte("whsec_MDEyMzQ1Njc4OWFiY2Rl") },
 	} {
 		bad := c
 		mod(&bad)

@@ -49,9 +49,17 @@ func TestOutboxConformance(t *testing.T) {
 					t.Fatal(err)
 				}
 				return auditedLedger{l, t}
-			})
+			}, storagetest.WithClock(setClock))
 		})
 	}
+}
+
+// setClock sets the time written into events; nil is the real clock.
+func setClock(now func() time.Time) {
+	if now == nil {
+		now = time.Now
+	}
+	clock = now
 }
 
 // auditedLedger checks the file's consistency when the suite closes it.

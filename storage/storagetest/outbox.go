@@ -17,14 +17,34 @@ type OutboxLedger = interface {
 	storage.Outbox
 }
 
+// OutboxOption tunes RunOutbox.
+type OutboxOption func(*outboxOptions)
+
+type outboxOptions struct {
+	setClock func(now func() time.Time)
+}
+
+// WithClock hands the suite the backend's clock for events: set(now) makes
+// the ledger take the times it writes into events (CreatedAt, and the
+// NextAttempt of new, replayed and rerouted events) from now, and set(nil)
+// gives it back the real clock. The tests of events with equal times need
+// it; without it they are skipped.
+func WithClock(set func(now func() time.Time)) OutboxOption {
+	return func(o *outboxOptions) { o.setClock = set }
+}
+
 // RunOutbox is the conformance suite of storage.Outbox. open works as for
 // RunLedger: a fresh directory per subtest, and opening it again after
 // Close gives back everything written before, events included.
 func RunOutbox(t *testing.T, open func(t *testing.T, dir string) interface {
 	storage.Ledger
 	storage.Outbox
-}) {
+}, opts ...OutboxOption) {
 	t.Helper()
+	var o outboxOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	tests := []struct {
 		name string
 		run  func(t *testing.T, h *outboxHarness)
@@ -32,21 +52,40 @@ func RunOutbox(t *testing.T, open func(t *testing.T, dir string) interface {
 		{"EventPerTransition", outboxTestTransitions},
 		{"EveryFinalStatus", outboxTestFinalStatuses},
 		{"DueEvents", outboxTestDueEvents},
+		{"RecordOrder", outboxTestRecordOrder},
+		{"RecordOrderTies", outboxTestRecordOrderTies},
 		{"Retry", outboxTestRetry},
 		{"ParkAndReplay", outboxTestParkReplay},
+		{"ParkedPages", outboxTestParkedPages},
+		{"ParkedPagesTies", outboxTestParkedPagesTies},
+		{"Reroute", outboxTestReroute},
 		{"Ack", outboxTestAck},
 		{"Persistence", outboxTestPersistence},
 		{"Concurrent", outboxTestConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &outboxHarness{newHarness(t, open)}
+			h := &outboxHarness{harness: newHarness(t, open), setClock: o.setClock}
 			tc.run(t, h)
 		})
 	}
 }
 
-type outboxHarness struct{ *harness[OutboxLedger] }
+type outboxHarness struct {
+	*harness[OutboxLedger]
+	setClock func(now func() time.Time)
+}
+
+// fixClock has the backend write t into every event until the subtest
+// ends; it skips the subtest when the backend gives the suite no clock.
+func (h *outboxHarness) fixClock(t time.Time) {
+	h.t.Helper()
+	if h.setClock == nil {
+		h.t.Skip("the backend gives the suite no clock (storagetest.WithClock)")
+	}
+	h.setClock(func() time.Time { return t })
+	h.t.Cleanup(func() { h.setClock(nil) })
+}
 
 func (h *outboxHarness) setStatus(id string, s storage.Status) *storage.Record {
 	h.t.Helper()
@@ -71,13 +110,19 @@ func (h *outboxHarness) due(route string, t time.Time, limit int) []*storage.Eve
 	if len(evs) > limit {
 		h.t.Fatalf("DueEvents(%q, %s, %d) listed %d events", route, t, limit, len(evs))
 	}
+	records := map[string]bool{}
 	for i, ev := range evs {
-		if ev.Route != route || ev.Parked || ev.NextAttempt.After(t) {
+		if (route != "" && ev.Route != route) || ev.Parked || ev.NextAttempt.After(t) || ev.Record == nil {
 			h.t.Fatalf("DueEvents(%q, %s) listed %s", route, t, outboxDump(ev))
 		}
 		if i > 0 && ev.NextAttempt.Before(evs[i-1].NextAttempt) {
 			h.t.Fatalf("DueEvents(%q) out of order: %s before %s", route, outboxDump(evs[i-1]), outboxDump(ev))
 		}
+		// The later of two events of a record waits for the earlier.
+		if records[ev.Record.ID] {
+			h.t.Fatalf("DueEvents(%q) listed two events of record %s: %v", route, ev.Record.ID, outboxIDs(evs))
+		}
+		records[ev.Record.ID] = true
 	}
 	return evs
 }
@@ -92,23 +137,56 @@ func (h *outboxHarness) wantDue(route string, t time.Time, limit int, ids ...str
 	return evs
 }
 
-// wantParked asserts the ids ParkedEvents lists, in any order.
-func (h *outboxHarness) wantParked(route string, limit int, ids ...string) []*storage.Event {
+// parked lists every parked event of route, page after page of size page,
+// and checks the pages and the order.
+func (h *outboxHarness) parked(route string, page int) []*storage.Event {
 	h.t.Helper()
-	evs, err := h.l.ParkedEvents(h.t.Context(), route, limit)
-	if err != nil {
-		h.t.Fatalf("ParkedEvents(%q, %d): %v", route, limit, err)
+	var all []*storage.Event
+	after := ""
+	for pages := 0; ; pages++ {
+		evs, next, err := h.l.ParkedEvents(h.t.Context(), route, after, page)
+		if err != nil {
+			h.t.Fatalf("ParkedEvents(%q, %q, %d): %v", route, after, page, err)
+		}
+		if len(evs) > page || (len(evs) == 0 && next != "") || pages > 1000 {
+			h.t.Fatalf("ParkedEvents(%q, %q, %d) = %v, next %q", route, after, page, outboxIDs(evs), next)
+		}
+		for _, ev := range evs {
+			if !ev.Parked || (route != "" && ev.Route != route) || ev.Record == nil {
+				h.t.Fatalf("ParkedEvents(%q) listed %s", route, outboxDump(ev))
+			}
+		}
+		all = append(all, evs...)
+		if next == "" {
+			break
+		}
+		after = next
 	}
-	for _, ev := range evs {
-		if !ev.Parked || (route != "" && ev.Route != route) {
-			h.t.Fatalf("ParkedEvents(%q) listed %s", route, outboxDump(ev))
+	for i := 1; i < len(all); i++ {
+		if !parkedBefore(all[i-1], all[i]) {
+			h.t.Fatalf("ParkedEvents(%q, page %d) out of order: %s before %s", route, page, outboxDump(all[i-1]), outboxDump(all[i]))
 		}
 	}
-	got := outboxIDs(evs)
-	slices.Sort(got)
+	return all
+}
+
+// parkedBefore is the order of ParkedEvents: CreatedAt, then id.
+func parkedBefore(a, b *storage.Event) bool {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c < 0
+	}
+	return a.ID < b.ID
+}
+
+// wantParked asserts the ids ParkedEvents lists, in any order (the order
+// is checked against the events' own times).
+func (h *outboxHarness) wantParked(route string, ids ...string) []*storage.Event {
+	h.t.Helper()
+	evs := h.parked(route, 100)
+	got := slices.Sorted(slices.Values(outboxIDs(evs)))
 	want := slices.Sorted(slices.Values(ids))
 	if !slices.Equal(got, want) {
-		h.t.Fatalf("ParkedEvents(%q, %d) = %v, want %v", route, limit, got, want)
+		h.t.Fatalf("ParkedEvents(%q) = %v, want %v", route, got, want)
 	}
 	return evs
 }
@@ -190,19 +268,17 @@ func outboxTestTransitions(t *testing.T, h *outboxHarness) {
 	h.wantDue("hooks", everything, 100, "n1:upload.confirmed")
 	wantFresh(t, h.due("hooks", everything, 1)[0], confirmed, before, after)
 
-	// A second final status is a second event.
+	// A second final status is a second event, due once the first is
+	// delivered.
 	before = time.Now()
 	aborted := h.setStatus("n1", storage.StatusAborted)
 	after = time.Now()
-	evs = h.due("hooks", everything, 100)
-	if ids := outboxIDs(evs); !slices.Equal(slices.Sorted(slices.Values(ids)), []string{"n1:upload.aborted", "n1:upload.confirmed"}) {
-		t.Fatalf("events %v, want n1:upload.confirmed and n1:upload.aborted", ids)
+	h.wantDue("hooks", everything, 100, "n1:upload.confirmed")
+	if err := h.l.AckEvent(t.Context(), "n1:upload.confirmed"); err != nil {
+		t.Fatal(err)
 	}
-	for _, ev := range evs {
-		if ev.Type == storage.EventAborted {
-			wantFresh(t, ev, aborted, before, after)
-		}
-	}
+	evs = h.wantDue("hooks", everything, 100, "n1:upload.aborted")
+	wantFresh(t, evs[0], aborted, before, after)
 
 	// Records without Notify never produce events, whatever they go through.
 	h.create(ledgerRecord("plain", "s3:a", "plain", ledgerAt(time.Hour)))
@@ -222,17 +298,10 @@ func outboxTestTransitions(t *testing.T, h *outboxHarness) {
 	h.create(born)
 	after = time.Now()
 
-	evs = h.due("hooks", everything, 100)
-	ids := slices.Sorted(slices.Values(outboxIDs(evs)))
-	if want := []string{"n1:upload.aborted", "n1:upload.confirmed", "n3:upload.rejected"}; !slices.Equal(ids, want) {
-		t.Fatalf("events %v, want %v", ids, want)
-	}
-	for _, ev := range evs {
-		if ev.ID == "n3:upload.rejected" {
-			wantFresh(t, ev, born, before, after)
-		}
-	}
-	h.wantDue("", everything, 100)
+	evs = h.wantDue("hooks", everything, 100, "n1:upload.aborted", "n3:upload.rejected")
+	wantFresh(t, evs[1], born, before, after)
+	// "" is every route.
+	h.wantDue("", everything, 100, "n1:upload.aborted", "n3:upload.rejected")
 	h.wantDue("avatars", everything, 100)
 }
 
@@ -291,8 +360,97 @@ func outboxTestDueEvents(t *testing.T, h *outboxHarness) {
 	h.wantDue("ab", everything, 100, ab...)
 	h.wantDue("b", time.Now().Add(time.Minute), 100, b...)
 	h.wantDue("b", time.Now().Add(-time.Hour), 100)
-	h.wantDue("", everything, 100)
 	h.wantDue("c", everything, 100)
+
+	// "" is every route, in the same order across routes: b's event is
+	// due now, the others in 2031.
+	h.wantDue("", everything, 100, b[0], ab[0], a[1], a[2], a[0], a[3])
+	h.wantDue("", everything, 3, b[0], ab[0], a[1])
+	h.wantDue("", ledgerAt(time.Minute), 100, b[0], ab[0], a[1])
+	h.wantDue("", ledgerAt(-time.Nanosecond), 100, b[0])
+	h.wantDue("", time.Now().Add(-time.Hour), 100)
+	h.wantDue("", everything, 0)
+	// Parked events are not due, whatever the route.
+	h.retry(ab[0], ledgerAt(0), "y", true)
+	h.wantDue("", everything, 100, b[0], a[1], a[2], a[0], a[3])
+}
+
+// outboxTestRecordOrder: an event is not due while an earlier event of its
+// record is still in the outbox, whatever its state or route.
+func outboxTestRecordOrder(t *testing.T, h *outboxHarness) {
+	h.create(notifyRecord("r1", "r"), notifyRecord("r2", "r"))
+	h.setStatus("r1", storage.StatusConfirmed)
+	h.setStatus("r1", storage.StatusAborted)
+	h.setStatus("r2", storage.StatusRejected)
+	conf, abort, rej := "r1:upload.confirmed", "r1:upload.aborted", "r2:upload.rejected"
+
+	// Both due now: only the earlier of r1's; r2's is not held back.
+	h.wantDue("r", everything, 100, conf, rej)
+	h.wantDue("", everything, 100, conf, rej)
+
+	// The earlier one failed and waits for its next attempt: the later
+	// one, though due by its own time, waits too, and does not take up
+	// the limit.
+	h.retry(conf, ledgerAt(time.Minute), "status 500", false)
+	h.wantDue("r", time.Now().Add(time.Minute), 100, rej)
+	h.wantDue("r", ledgerAt(time.Minute), 100, rej, conf)
+	h.wantDue("r", everything, 1, rej)
+	if err := h.l.AckEvent(t.Context(), rej); err != nil {
+		t.Fatal(err)
+	}
+	h.wantDue("r", everything, 1, conf)
+
+	// Parked, it still holds the later one back.
+	h.retry(conf, ledgerAt(time.Minute), "status 500", true)
+	h.wantDue("r", everything, 100)
+	h.wantDue("", everything, 100)
+	h.wantParked("r", conf)
+
+	// Replayed, it goes first; delivered (or dropped), the next is due.
+	if err := h.l.ReplayEvent(t.Context(), conf); err != nil {
+		t.Fatal(err)
+	}
+	h.wantDue("r", everything, 100, conf)
+	if err := h.l.AckEvent(t.Context(), conf); err != nil {
+		t.Fatal(err)
+	}
+	h.wantDue("r", everything, 100, abort)
+
+	// An earlier event handed to another route holds back the later ones
+	// of the record's route.
+	h.create(notifyRecord("r3", "r"))
+	h.setStatus("r3", storage.StatusConfirmed)
+	if err := h.l.RerouteEvent(t.Context(), "r3:upload.confirmed", "s"); err != nil {
+		t.Fatal(err)
+	}
+	h.setStatus("r3", storage.StatusAborted)
+	h.wantDue("r", everything, 100, abort)
+	h.wantDue("s", everything, 100, "r3:upload.confirmed")
+	h.wantDue("", everything, 100, abort, "r3:upload.confirmed")
+
+	// Another record whose id extends this one's is another record.
+	h.create(notifyRecord("o:x", "r"))
+	h.setStatus("o:x", storage.StatusConfirmed)
+	h.create(notifyRecord("o", "r"))
+	h.setStatus("o", storage.StatusConfirmed)
+	h.wantDue("r", everything, 100, abort, "o:x:upload.confirmed", "o:upload.confirmed")
+}
+
+// outboxTestRecordOrderTies: of two events of a record with the same
+// CreatedAt, the smaller id is the earlier.
+func outboxTestRecordOrderTies(t *testing.T, h *outboxHarness) {
+	h.fixClock(ledgerAt(time.Hour))
+	h.create(notifyRecord("t1", "r"))
+	h.setStatus("t1", storage.StatusConfirmed)
+	h.setStatus("t1", storage.StatusAborted)
+	evs := h.wantDue("r", everything, 100, "t1:upload.aborted")
+	if !evs[0].CreatedAt.Equal(ledgerAt(time.Hour)) {
+		t.Fatalf("event written at another time than the clock's: %s", outboxDump(evs[0]))
+	}
+	if err := h.l.AckEvent(t.Context(), "t1:upload.aborted"); err != nil {
+		t.Fatal(err)
+	}
+	h.wantDue("r", everything, 100, "t1:upload.confirmed")
 }
 
 func outboxTestRetry(t *testing.T, h *outboxHarness) {
@@ -310,7 +468,7 @@ func outboxTestRetry(t *testing.T, h *outboxHarness) {
 	if ev.Attempts != 2 || ev.LastError != "connection refused" || !ev.NextAttempt.Equal(ledgerAt(-time.Minute)) {
 		t.Fatalf("after two retries: %s", outboxDump(ev))
 	}
-	h.wantParked("", 10)
+	h.wantParked("")
 
 	ledgerWantErr(t, "RetryEvent of a missing event",
 		h.l.RetryEvent(t.Context(), "missing:upload.confirmed", ledgerBase, "x", false), storage.ErrNotFound)
@@ -326,26 +484,28 @@ func outboxTestParkReplay(t *testing.T, h *outboxHarness) {
 
 	h.wantDue("r", everything, 100, ids[2])
 	h.wantDue("s", everything, 100)
-	evs := h.wantParked("r", 100, ids[0], ids[1])
+	evs := h.wantParked("r", ids[0], ids[1])
 	for _, ev := range evs {
 		if ev.ID == ids[0] && (ev.Attempts != 2 || ev.LastError != "status 503") {
 			t.Fatalf("parked: %s", outboxDump(ev))
 		}
 	}
-	h.wantParked("s", 100, other...)
-	h.wantParked("", 100, ids[0], ids[1], other[0])
-	if evs, err := h.l.ParkedEvents(t.Context(), "", 2); err != nil || len(evs) != 2 {
-		t.Fatalf("ParkedEvents with limit 2: %d events, %v", len(evs), err)
+	h.wantParked("s", other...)
+	h.wantParked("", ids[0], ids[1], other[0])
+	if evs, next, err := h.l.ParkedEvents(t.Context(), "", "", 2); err != nil || len(evs) != 2 || next == "" {
+		t.Fatalf("ParkedEvents with limit 2: %d events, next %q, %v", len(evs), next, err)
 	}
-	h.wantParked("", 0)
-	h.wantParked("nobody", 100)
+	if evs, next, err := h.l.ParkedEvents(t.Context(), "", "", 0); err != nil || len(evs) != 0 {
+		t.Fatalf("ParkedEvents with limit 0: %v, next %q, %v", outboxIDs(evs), next, err)
+	}
+	h.wantParked("nobody")
 
 	before := time.Now()
 	if err := h.l.ReplayEvent(t.Context(), ids[0]); err != nil {
 		t.Fatal(err)
 	}
 	after := time.Now()
-	h.wantParked("r", 100, ids[1])
+	h.wantParked("r", ids[1])
 	var replayed *storage.Event
 	for _, ev := range h.due("r", everything, 100) {
 		if ev.ID == ids[0] {
@@ -365,7 +525,7 @@ func outboxTestParkReplay(t *testing.T, h *outboxHarness) {
 	if err := h.l.AckEvent(t.Context(), ids[1]); err != nil {
 		t.Fatal(err)
 	}
-	h.wantParked("", 100, other[0])
+	h.wantParked("", other[0])
 }
 
 func outboxTestAck(t *testing.T, h *outboxHarness) {
@@ -382,6 +542,7 @@ func outboxTestAck(t *testing.T, h *outboxHarness) {
 	ledgerWantErr(t, "RetryEvent of an acknowledged event",
 		h.l.RetryEvent(t.Context(), ids[0], ledgerBase, "x", false), storage.ErrNotFound)
 	ledgerWantErr(t, "ReplayEvent of an acknowledged event", h.l.ReplayEvent(t.Context(), ids[0]), storage.ErrNotFound)
+	ledgerWantErr(t, "RerouteEvent of an acknowledged event", h.l.RerouteEvent(t.Context(), ids[0], "s"), storage.ErrNotFound)
 	// The record stays, and does not announce its status again.
 	if rec, err := h.l.Get(t.Context(), "a1"); err != nil || rec.Status != storage.StatusConfirmed {
 		t.Fatalf("record after ack: %v %v", rec, err)
@@ -395,11 +556,11 @@ func outboxTestPersistence(t *testing.T, h *outboxHarness) {
 	h.retry(ids[0], ledgerAt(time.Minute), "status 500", false)
 	h.retry(ids[2], ledgerAt(time.Minute), "status 500", true)
 	due := h.due("r", everything, 100)
-	parked := h.wantParked("r", 100, ids[2])
+	parked := h.wantParked("r", ids[2])
 
 	h.reopen()
 	sameEvents(t, h.due("r", everything, 100), due)
-	sameEvents(t, h.wantParked("r", 100, ids[2]), parked)
+	sameEvents(t, h.wantParked("r", ids[2]), parked)
 
 	// The reopened ledger keeps writing events, and they persist too.
 	h.setStatus("d1", storage.StatusAborted)
@@ -409,13 +570,166 @@ func outboxTestPersistence(t *testing.T, h *outboxHarness) {
 	if err := h.l.ReplayEvent(t.Context(), ids[2]); err != nil {
 		t.Fatal(err)
 	}
-	due = h.due("r", everything, 100)
+	if err := h.l.RerouteEvent(t.Context(), ids[2], "s"); err != nil {
+		t.Fatal(err)
+	}
+	due = h.due("", everything, 100)
 	h.reopen()
-	sameEvents(t, h.due("r", everything, 100), due)
-	if got := slices.Sorted(slices.Values(outboxIDs(due))); !slices.Equal(got, []string{"d1:upload.aborted", ids[0], ids[2]}) {
+	sameEvents(t, h.due("", everything, 100), due)
+	// d1's second event waits for its first.
+	if got := slices.Sorted(slices.Values(outboxIDs(due))); !slices.Equal(got, []string{ids[0], ids[2]}) {
 		t.Fatalf("events after reopening %v", got)
 	}
-	h.wantParked("", 100)
+	if ev := h.wantDue("s", everything, 100, ids[2])[0]; ev.Record.Internal.Route != "s" {
+		t.Fatalf("rerouted event after reopening: %s", outboxDump(ev))
+	}
+	h.wantParked("")
+	if err := h.l.AckEvent(t.Context(), ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	h.wantDue("r", everything, 100, "d1:upload.aborted")
+}
+
+// outboxTestParkedPages pages through parked events of several routes,
+// with events acknowledged, replayed and parked between the pages.
+func outboxTestParkedPages(t *testing.T, h *outboxHarness) {
+	// Created in this order (ids in the same order, should times tie),
+	// parked in the opposite one: the listing follows their creation.
+	routes := map[string]string{"p1": "a", "p2": "b", "p3": "a", "p4": "a", "p5": "b", "p6": "c"}
+	var all, a []string
+	for _, id := range []string{"p1", "p2", "p3", "p4", "p5", "p6"} {
+		ev := outboxEvents(h, routes[id], id)[0]
+		all = append(all, ev)
+		if routes[id] == "a" {
+			a = append(a, ev)
+		}
+	}
+	for _, ev := range slices.Backward(all[:5]) {
+		h.retry(ev, ledgerAt(time.Minute), "status 500", true)
+	}
+	parked := all[:5]
+	for page := 1; page <= 6; page++ {
+		if got := outboxIDs(h.parked("", page)); !slices.Equal(got, parked) {
+			t.Fatalf("every route, pages of %d: %v, want %v", page, got, parked)
+		}
+		if got := outboxIDs(h.parked("a", page)); !slices.Equal(got, a) {
+			t.Fatalf("route a, pages of %d: %v, want %v", page, got, a)
+		}
+	}
+	h.wantParked("c")
+	h.wantDue("c", everything, 100, all[5])
+
+	// A cursor stays valid when events come and go: the event it stands
+	// at is acknowledged, one before it replayed, a later one parked.
+	evs, next, err := h.l.ParkedEvents(t.Context(), "", "", 2)
+	if err != nil || !slices.Equal(outboxIDs(evs), parked[:2]) || next == "" {
+		t.Fatalf("first page: %v, next %q, %v", outboxIDs(evs), next, err)
+	}
+	if err := h.l.AckEvent(t.Context(), parked[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.l.ReplayEvent(t.Context(), parked[0]); err != nil {
+		t.Fatal(err)
+	}
+	h.retry(all[5], ledgerAt(time.Minute), "status 500", true)
+	var rest []string
+	for pages := 0; next != ""; pages++ {
+		evs, next, err = h.l.ParkedEvents(t.Context(), "", next, 2)
+		if err != nil || len(evs) > 2 || pages > 10 {
+			t.Fatalf("next page: %v, next %q, %v", outboxIDs(evs), next, err)
+		}
+		rest = append(rest, outboxIDs(evs)...)
+	}
+	if want := all[2:]; !slices.Equal(rest, want) {
+		t.Fatalf("pages after the first: %v, want %v", rest, want)
+	}
+	if evs, next, err := h.l.ParkedEvents(t.Context(), "nobody", "", 10); err != nil || len(evs) != 0 || next != "" {
+		t.Fatalf("a route without events: %v, next %q, %v", outboxIDs(evs), next, err)
+	}
+}
+
+// outboxTestParkedPagesTies: events with equal CreatedAt are listed by id,
+// and pages split between them lose and repeat none.
+func outboxTestParkedPagesTies(t *testing.T, h *outboxHarness) {
+	h.fixClock(ledgerAt(2 * time.Hour))
+	routes := map[string]string{"k3": "a", "k1": "b", "k5": "a", "k2": "a", "k4": "b"}
+	var ids []string
+	for _, id := range []string{"k3", "k1", "k5", "k2", "k4"} {
+		ev := outboxEvents(h, routes[id], id)[0]
+		h.retry(ev, ledgerAt(time.Minute), "status 500", true)
+		ids = append(ids, ev)
+	}
+	// One created earlier, with a greater id, goes first.
+	h.fixClock(ledgerAt(time.Hour))
+	first := outboxEvents(h, "b", "z0")[0]
+	h.retry(first, ledgerAt(time.Minute), "status 500", true)
+
+	want := append([]string{first}, slices.Sorted(slices.Values(ids))...)
+	for page := 1; page <= 7; page++ {
+		if got := outboxIDs(h.parked("", page)); !slices.Equal(got, want) {
+			t.Fatalf("pages of %d: %v, want %v", page, got, want)
+		}
+		if got, want := outboxIDs(h.parked("a", page)), []string{"k2:upload.confirmed", "k3:upload.confirmed", "k5:upload.confirmed"}; !slices.Equal(got, want) {
+			t.Fatalf("route a, pages of %d: %v, want %v", page, got, want)
+		}
+	}
+}
+
+// outboxTestReroute hands due and parked events to another route.
+func outboxTestReroute(t *testing.T, h *outboxHarness) {
+	ids := outboxEvents(h, "old", "d", "p", "stay")
+	h.retry(ids[0], ledgerAt(time.Minute), "status 500", false)
+	h.retry(ids[1], ledgerAt(time.Minute), "status 404", true)
+	h.retry(ids[1], ledgerAt(time.Minute), "status 404", true)
+	was := map[string]*storage.Event{}
+	for _, ev := range h.due("old", everything, 100) {
+		was[ev.ID] = ev
+	}
+	for _, ev := range h.wantParked("old", ids[1]) {
+		was[ev.ID] = ev
+	}
+
+	before := time.Now()
+	for _, id := range ids[:2] {
+		if err := h.l.RerouteEvent(t.Context(), id, "new"); err != nil {
+			t.Fatalf("RerouteEvent(%s): %v", id, err)
+		}
+	}
+	after := time.Now()
+	h.wantDue("old", everything, 100, ids[2])
+	h.wantParked("")
+	// Due at once, though one was due in 2031 and the other parked.
+	evs := h.due("new", after, 100)
+	if got := slices.Sorted(slices.Values(outboxIDs(evs))); !slices.Equal(got, ids[:2]) {
+		t.Fatalf("due on the new route: %v, want %v", got, ids[:2])
+	}
+	for _, ev := range evs {
+		old := was[ev.ID]
+		want := outboxNormalize(old)
+		want.Route, want.Record.Internal.Route = "new", "new"
+		want.Parked, want.Attempts = false, 0
+		got := outboxNormalize(ev)
+		if got.NextAttempt.Before(before.Truncate(time.Microsecond)) || got.NextAttempt.After(after) {
+			t.Fatalf("rerouted between %s and %s: %s", before, after, outboxDump(ev))
+		}
+		got.NextAttempt = want.NextAttempt
+		if !reflect.DeepEqual(got, want) || ev.LastError == "" {
+			t.Fatalf("rerouted:\n got %s\nwant %s", outboxDump(ev), outboxDump(&want))
+		}
+	}
+
+	// Back again, to the route it came from.
+	if err := h.l.RerouteEvent(t.Context(), ids[0], "old"); err != nil {
+		t.Fatal(err)
+	}
+	h.wantDue("old", everything, 100, ids[2], ids[0])
+	h.wantDue("new", everything, 100, ids[1])
+	ledgerWantErr(t, "RerouteEvent of a missing event", h.l.RerouteEvent(t.Context(), "missing:upload.confirmed", "new"), storage.ErrNotFound)
+	if err := h.l.AckEvent(t.Context(), ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	ledgerWantErr(t, "RerouteEvent of an acknowledged event", h.l.RerouteEvent(t.Context(), ids[1], "new"), storage.ErrNotFound)
+	h.wantDue("", everything, 100, ids[2], ids[0])
 }
 
 func sameEvents(t *testing.T, got, want []*storage.Event) {
