@@ -104,9 +104,9 @@ func (h *Handler) provisionWebhook(ctx caddy.Context) error {
 	}
 	outbox, ok := h.ledger.(storage.Outbox)
 	if !ok {
-		return fmt.Errorf("webhook: the ledger (%T) has no outbox; use the bolt ledger", h.ledger)
+		return fmt.Errorf("webhook: the ledger (%T) has no outbox; use a ledger with an outbox (bolt or postgres)", h.ledger)
 	}
-	d, err := webhook.Start(ctx, h.Webhook.cfg, webhook.Options{Outbox: outbox, Route: h.Name, Logger: h.logger})
+	d, err := webhook.Start(ctx, h.Webhook.cfg, webhook.Options{Outbox: outbox, Route: h.Name, Logger: h.logger, OnAttempt: h.metrics.webhookAttempt, OnDue: h.metrics.webhookOutboxDue})
 	if err != nil {
 		return fmt.Errorf("webhook: %v", err)
 	}

@@ -38,6 +38,11 @@ type Options struct {
 	// Now is the clock: due events, next attempts and signature times are
 	// read from it. Nil: time.Now.
 	Now func() time.Time
+	// OnAttempt, when set, is told each recorded attempt's outcome:
+	// "delivered", "failed" (retried later) or "parked" (for metrics).
+	OnAttempt func(outcome string)
+	// OnDue, when set, is told how many events each round found due.
+	OnDue func(n int)
 }
 
 // Dispatcher delivers the outbox events of one route, one at a time,
@@ -55,6 +60,9 @@ type Dispatcher struct {
 	// jitter draws the wait before a retry from [0, ceiling).
 	jitter func(ceiling time.Duration) time.Duration
 	tick   time.Duration
+
+	onAttempt func(string)
+	onDue     func(int)
 
 	lease  *lease
 	wakeup chan struct{}
@@ -125,6 +133,13 @@ func newDispatcher(cfg Config, o Options) (*Dispatcher, error) {
 	}
 	if d.now == nil {
 		d.now = time.Now
+	}
+	d.onAttempt, d.onDue = o.OnAttempt, o.OnDue
+	if d.onAttempt == nil {
+		d.onAttempt = func(string) {}
+	}
+	if d.onDue == nil {
+		d.onDue = func(int) {}
 	}
 	return d, nil
 }
@@ -258,6 +273,7 @@ func (d *Dispatcher) round(ctx context.Context) bool {
 		d.logOutboxError(ctx, "listing due webhook events failed; will retry", "", err)
 		return false
 	}
+	d.onDue(len(evs))
 	// The outbox lists no event while an earlier one of its upload waits,
 	// so across rounds one upload's events go out in order. Within this
 	// round, an upload whose event failed gets no further attempt either,
@@ -301,6 +317,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ev *storage.Event) (recorded, 
 			d.logOutboxError(ctx, "recording a webhook delivery failed; the event will be sent again", ev.ID, err)
 			return false, true
 		}
+		d.onAttempt("delivered")
 		if ce := d.logger.Check(zapcore.DebugLevel, "webhook event delivered"); ce != nil {
 			ce.Write(zap.String("route", d.route), zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Int("attempt", ev.Attempts+1))
 		}
@@ -320,6 +337,11 @@ func (d *Dispatcher) deliver(ctx context.Context, ev *storage.Event) (recorded, 
 	if err != nil {
 		d.logOutboxError(ctx, "recording a webhook failure failed", ev.ID, err)
 		return false, false
+	}
+	if park {
+		d.onAttempt("parked")
+	} else {
+		d.onAttempt("failed")
 	}
 	fields := []zap.Field{zap.String("route", d.route), zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Int("attempts", attempts), zap.String("error", lastErr)}
 	if park {
