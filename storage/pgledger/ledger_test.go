@@ -459,3 +459,37 @@ func TestGroupCommitShares(t *testing.T) {
 	}
 	t.Logf("%d creates in %d commits", s.Writes, s.Commits)
 }
+
+// TestUpdatePanics: a panic in the update function reaches the caller,
+// rolls the transaction back and leaves the ledger usable; a caller's
+// cancelled context is its own error, not an unavailable database.
+func TestUpdatePanics(t *testing.T) {
+	l := openTest(t, realservers.Postgres(t), Options{MaxConns: 1})
+	ctx := t.Context()
+	if err := l.Create(ctx, testRecord("p", "k/p")); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if v := recover(); v != "boom" {
+				t.Fatalf("recovered %v, want the update function's panic", v)
+			}
+		}()
+		l.Update(ctx, "p", func(r *storage.Record) error { r.Size = 99; panic("boom") })
+	}()
+	// With one connection, a connection kept by the panicked update would
+	// make this wait forever.
+	got, err := l.Update(ctx, "p", func(r *storage.Record) error { r.Size++; return nil })
+	if err != nil || got.Size != 1 {
+		t.Fatalf("update after a panic: %+v, %v", got, err)
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := l.Create(cancelled, testRecord("c", "k/c")); !errors.Is(err, context.Canceled) || errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Create with a cancelled context: %v", err)
+	}
+	if _, err := l.Get(cancelled, "p"); !errors.Is(err, context.Canceled) || errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Get with a cancelled context: %v", err)
+	}
+}
