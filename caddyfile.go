@@ -40,6 +40,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    storage <backend> { ... }
 //	    ledger               <path>
+//	    ledger postgres {
+//	        dsn       <dsn>
+//	        schema    <name>
+//	        max_conns <n>
+//	    }
 //	    oidc {
 //	        issuer         <url>
 //	        discovery_url  <url>
@@ -113,10 +118,21 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			u.StorageRaw = caddyconfig.JSONModuleObject(mod, "backend", name, nil)
 		case "ledger":
-			var path string
-			if err = oneArg(d, &path); err == nil {
-				u.LedgerRaw = caddyconfig.JSONModuleObject(BoltLedger{Path: path}, "backend", "bolt", nil)
+			if !d.NextArg() {
+				return d.ArgErr()
 			}
+			if d.Val() == "postgres" {
+				var pl *PostgresLedger
+				if pl, err = parsePostgresLedger(d); err == nil {
+					u.LedgerRaw = caddyconfig.JSONModuleObject(pl, "backend", "postgres", nil)
+				}
+				break
+			}
+			path := d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			u.LedgerRaw = caddyconfig.JSONModuleObject(BoltLedger{Path: path}, "backend", "bolt", nil)
 		case "oidc":
 			u.OIDC = new(OIDC)
 			err = u.OIDC.unmarshalCaddyfile(d)

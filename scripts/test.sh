@@ -11,6 +11,8 @@ cd "$root"
 # (an eval of a failed command substitution would carry on).
 servers=$(scripts/servers.sh) || { echo "test.sh: building the test servers failed (see above)" >&2; exit 1; }
 eval "$servers"
+pg=$(scripts/postgres.sh) || { echo "test.sh: PostgreSQL setup failed (see above)" >&2; exit 1; }
+eval "$pg"
 # The server builds are skipped when cached; this resolves each build target
 # exactly as a first run would, so a change that breaks them fails here.
 scripts/servers.sh --check
@@ -47,7 +49,7 @@ echo "== xcaddy build (the handler as xcaddy users build it) and list-modules"
 xbin=$(mktemp -d)
 trap 'rm -rf "$xbin"' EXIT
 scripts/xcaddy-build.sh "$xbin/caddy"
-for m in http.handlers.upload upload.storage.s3 upload.ledger.bolt admin.api.upload; do
+for m in http.handlers.upload upload.storage.s3 upload.ledger.bolt upload.ledger.postgres admin.api.upload admin.api.upload_health; do
   "$xbin/caddy" list-modules | grep -qx "$m" || { echo "test.sh: the xcaddy build lacks module $m" >&2; exit 1; }
 done
 
