@@ -26,9 +26,11 @@ import (
 
 // credentialParams are the query parameters taken out of logged URIs:
 // the signature authorizes the request, the credential names the key and
-// a security token is a credential of its own. The rest (date, expiry,
-// signed headers, upload id, part number) stays, for troubleshooting.
-var credentialParams = []string{"x-amz-signature", "x-amz-credential", "x-amz-security-token"}
+// a security token is a credential of its own; CloudFront signed URLs
+// carry theirs in Signature and download links in sig. The rest (date,
+// expiry, signed headers, upload id, part number) stays, for
+// troubleshooting.
+var credentialParams = []string{"x-amz-signature", "x-amz-credential", "x-amz-security-token", "signature", "sig"}
 
 // LogWithoutCredentials replaces Caddy's access log entry for r with one
 // whose request URI and Location response header carry no presigned

@@ -76,6 +76,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    retention            <duration>
 //	    retention_confirmed  <duration>
 //	    sweeper              off
+//	    download_via presigned|cloudfront|public|link [<url>] {
+//	        key_pair_id <id>
+//	        private_key <pem>
+//	        policy      canned|custom
+//	        secret      <secret>
+//	        inline      <type...>
+//	    }
 //	    forward [<path>] {
 //	        timeout <duration>
 //	        secret <secret>
@@ -225,6 +232,8 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			u.Webhook, err = parseWebhook(d)
 		case "download":
 			err = oneArg(d, &u.Download)
+		case "download_via":
+			u.DownloadVia, err = parseDownloadVia(d)
 		case "download_ttl":
 			err = durationArg(d, &u.DownloadTTL)
 		case "sweeper":
@@ -394,3 +403,42 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 var (
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
 )
+
+// parseDownloadVia reads `download_via <mode> [<url>] { ... }`.
+func parseDownloadVia(d *caddyfile.Dispenser) (*DownloadVia, error) {
+	v := new(DownloadVia)
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	v.Mode = d.Val()
+	if d.NextArg() {
+		v.URL = d.Val()
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "key_pair_id":
+			err = oneArg(d, &v.KeyPairID)
+		case "private_key":
+			err = oneArg(d, &v.PrivateKey)
+		case "policy":
+			err = oneArg(d, &v.Policy)
+		case "secret":
+			err = oneArg(d, &v.Secret)
+		case "inline":
+			v.Inline = append(v.Inline, d.RemainingArgs()...)
+			if len(v.Inline) == 0 {
+				err = d.ArgErr()
+			}
+		default:
+			err = d.Errf("unknown download_via subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}

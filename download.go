@@ -2,7 +2,7 @@ package caddyupload
 
 import (
 	"errors"
-	"mime"
+	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -10,8 +10,9 @@ import (
 	"github.com/caddyupload/caddyupload/storage"
 )
 
-// serveDownload handles GET /{id}/download: a redirect to a short-lived
-// presigned GET that names the original file safely.
+// serveDownload handles GET /{id}/download: a redirect to where the route
+// serves downloads (DownloadVia): by default a short-lived presigned GET
+// that names the original file safely.
 func (h *Handler) serveDownload(c *call) error {
 	var rec *storage.Record
 	var err error
@@ -32,21 +33,17 @@ func (h *Handler) serveDownload(c *call) error {
 	if err := h.stillConfirmed(c, rec); err != nil {
 		return err
 	}
-	sr, err := h.store.PresignGet(c.ctx(), storage.GetInput{
-		Key:         rec.Key,
-		ContentType: rec.Type,
-		// Browsers send Cache-Control with uploads and storage keeps it;
-		// a download is private and short-lived whatever was stored.
-		CacheControl:       "private, no-store",
-		ContentDisposition: mime.FormatMediaType("attachment", map[string]string{"filename": rec.Filename}),
-		TTL:                time.Duration(h.DownloadTTL),
-	}, h.origin(c.r))
+	loc, secret, err := h.downloadLocation(c, rec)
 	if err != nil {
-		return errStorage(err)
+		return err
 	}
 	c.w.Header().Set("Cache-Control", "no-store")
+	if !secret {
+		http.Redirect(c.w, c.r, loc, http.StatusFound)
+		return nil
+	}
 	// The Location is a bearer credential: kept out of the access log.
-	redirectPresigned(c.w, c.r, sr.URL)
+	redirectPresigned(c.w, c.r, loc)
 	return nil
 }
 

@@ -145,7 +145,7 @@ func TestForwardAcceptedIsConfirmed(t *testing.T) {
 		t.Cleanup(app.Close)
 		t.Setenv("CU_TEST_APP_SECRET", appSecret)
 		s := newSite(t, srv)
-		s.load(s.caddyfileWith("url_ttl 1s\n pending_ttl 1s\n sweep_interval 1s\n forward {\n secret {env.CU_TEST_APP_SECRET}\n timeout 30s\n }", "reverse_proxy "+app.URL))
+		s.load(s.caddyfileWith("url_ttl 3s\n pending_ttl 3s\n sweep_interval 1s\n forward {\n secret {env.CU_TEST_APP_SECRET}\n timeout 30s\n }", "reverse_proxy "+app.URL))
 
 		complete := func(c created) (cancel func(), done chan int) {
 			ctx, cancel := context.WithCancel(context.Background())

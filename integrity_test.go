@@ -125,7 +125,7 @@ func TestUnsignedStoredHeadersRejected(t *testing.T) {
 		}
 		resp := s.call("alice", "GET", "/"+c.ID+"/download", nil, nil)
 		got := do(t, http.DefaultClient, mustRequest(t, "GET", resp.Header.Get("Location")))
-		if got.StatusCode != 200 || got.Header.Get("Cache-Control") != "private, no-store" {
+		if got.StatusCode != 200 || got.Header.Get("Cache-Control") != "private, max-age=60, immutable" {
 			t.Errorf("download: %d, Cache-Control %q, want the override", got.StatusCode, got.Header.Get("Cache-Control"))
 		}
 	})

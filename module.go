@@ -120,6 +120,10 @@ type Handler struct {
 	// "authenticated" (any caller the route authenticates) or "public"
 	// (anyone who has the id). Default: owner.
 	Download string `json:"download,omitempty"`
+	// DownloadVia picks where downloads are served from: presigned GETs on
+	// the bucket (default), CloudFront signed URLs, a public base URL, or
+	// signed links served by this route. See DownloadVia.
+	DownloadVia *DownloadVia `json:"download_via,omitempty"`
 	// DownloadTTL is how long a download redirect stays valid.
 	// Default: 60s.
 	DownloadTTL caddy.Duration `json:"download_ttl,omitempty"`
@@ -171,6 +175,8 @@ type Handler struct {
 
 	store  storage.ObjectStore
 	ledger storage.Ledger
+	// via is DownloadVia, provisioned (presigned when not configured).
+	via *DownloadVia
 	// completing serializes the completions of one record.
 	completing *recordLocks
 	// orphansSeen dates the orphan scan's candidates by this clock.
@@ -266,6 +272,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.ledger = lb.Ledger()
 	h.completing = new(recordLocks)
 	h.orphansSeen = new(sightings)
+
+	h.via = h.DownloadVia
+	if h.via == nil {
+		h.via = new(DownloadVia)
+	}
+	if err := h.via.provision(h.Download); err != nil {
+		return err
+	}
 
 	if h.Forward != nil {
 		if err := h.Forward.provision(); err != nil {

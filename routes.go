@@ -12,7 +12,10 @@ type operation struct {
 	// readOnly operations may be authenticated by a cookie from another
 	// site; every other one must come from the same site.
 	readOnly bool
-	serve    func(h *Handler, c *call) error
+	// signedLink operations are authorized by the signed link in their
+	// URL, not by the caller's credentials.
+	signedLink bool
+	serve      func(h *Handler, c *call) error
 }
 
 // The API, relative to the prefix the handler is mounted under; see route.
@@ -25,6 +28,7 @@ var (
 	opListParts     = operation{name: "list_parts", method: http.MethodGet, readOnly: true, serve: (*Handler).serveListParts}
 	opSignParts     = operation{name: "sign_parts", method: http.MethodPost, serve: (*Handler).serveSignParts}
 	opDownload      = operation{name: "download", method: http.MethodGet, readOnly: true, serve: (*Handler).serveDownload}
+	opContent       = operation{name: "content", method: http.MethodGet, readOnly: true, signedLink: true, serve: (*Handler).serveContent}
 
 	// Companion-compatible routes under /s3, for stock @uppy/aws-s3.
 	opCompanionParams   = operation{name: "companion_params", method: http.MethodGet, serve: (*Handler).serveCompanionParams}
@@ -44,7 +48,8 @@ var (
 //	POST   /{id}/complete        verify and confirm
 //	GET    /{id}/parts           stored parts (resume)
 //	POST   /{id}/parts           sign parts
-//	GET    /{id}/download        redirect to a presigned GET
+//	GET    /{id}/download        redirect to a presigned GET (or DownloadVia)
+//	GET    /{id}/content         the object, for a signed link (DownloadVia link)
 //	GET    /s3/params            Companion: a POST policy upload
 //	POST   /s3/multipart         Companion: create a multipart upload
 //	GET    /s3/multipart/{id}    Companion: stored parts
@@ -77,6 +82,8 @@ func route(r *http.Request) (operation, string, *apiError) {
 		return pick(r, seg[0], opListParts, opSignParts)
 	case seg[1] == "download":
 		return pick(r, seg[0], opDownload)
+	case seg[1] == "content":
+		return pick(r, seg[0], opContent)
 	}
 	return operation{}, "", errNotFound()
 }

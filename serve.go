@@ -40,7 +40,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		c := &call{w: w, r: r, id: id, next: next}
 		// With the public download policy, anyone holding the id may
 		// download: no credentials needed.
-		if op.name != "download" || h.Download != "public" {
+		if !op.signedLink && (op.name != "download" || h.Download != "public") {
 			c.who, aerr = h.auth.authenticate(r)
 		}
 		if aerr == nil && c.who.Ambient && !op.readOnly && crossOrigin(r, ownOrigin(r), h.TrustedOrigins) {
@@ -54,10 +54,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			aerr = asAPIError(err)
 		}
 	}
-	h.logError(op.name, aerr)
+	h.answerError(w, op.name, aerr)
+	return nil
+}
+
+// answerError logs, counts and writes the error an operation ends with.
+func (h *Handler) answerError(w http.ResponseWriter, op string, aerr *apiError) {
+	h.logError(op, aerr)
 	h.metrics.apiError(aerr.Code)
 	writeError(w, aerr)
-	return nil
 }
 
 func (h *Handler) logError(op string, e *apiError) {

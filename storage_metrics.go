@@ -145,6 +145,13 @@ func (s meteredPrefixStore) ReadPrefix(ctx context.Context, key string, n int64,
 	return b, err
 }
 
+func (s meteredPrefixStore) ReadRange(ctx context.Context, key, rng, etag string) (*storage.ObjectBody, error) {
+	start := time.Now()
+	b, err := s.pr.ReadRange(ctx, key, rng, etag)
+	s.observe("read_range", start, err)
+	return b, err
+}
+
 var (
 	_ storage.ObjectStore  = meteredStore{}
 	_ storage.SiteServed   = meteredStore{}

@@ -120,3 +120,51 @@ func TestAccessLogHasNoPresignedCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessLogHasNoLinkSignatures: a download link's signature is a
+// bearer credential too; neither the redirect to it nor the requests that
+// use it (valid or tampered) leave it in the access log.
+func TestAccessLogHasNoLinkSignatures(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	logPath := filepath.Join(s.Dir, "access.log")
+	s.Site = "log {\n\t\toutput file " + logPath + "\n\t}"
+	s.Upload = "download_via link {\n\t\t\tsecret {env.CU_TEST_LINK_SECRET}\n\t\t}"
+	s.start(t, "CU_TEST_LINK_SECRET=link-secret-0123456789abcdef")
+
+	content := "served by a link\n"
+	c := s.create(t, "note.txt", len(content), "text/plain")
+	if status, body := put(t, c, []byte(content), ""); status != http.StatusOK {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	s.complete(t, c.ID)
+	status, loc := s.api(t, http.MethodGet, "/"+c.ID+"/download", nil)
+	link, err := url.Parse(string(loc))
+	if status != http.StatusFound || err != nil || link.Query().Get("sig") == "" {
+		t.Fatalf("download: %d %s, want a redirect to a link", status, loc)
+	}
+	sig := link.Query().Get("sig")
+	for _, u := range []string{string(loc), strings.Replace(string(loc), sig, strings.Repeat("A", len(sig)), 1)} {
+		req, _ := http.NewRequest(http.MethodGet, s.base()+u, nil)
+		req.SetBasicAuth(user, password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: 200, false: 403}[u == string(loc)]; resp.StatusCode != want {
+			t.Fatalf("GET %s: %d, want %d", u, resp.StatusCode, want)
+		}
+	}
+	var raw []byte
+	waitFor(t, "the access log entries", func() bool {
+		raw, _ = os.ReadFile(logPath)
+		return bytes.Count(raw, []byte(`"/uploads/`+c.ID+`/content`)) >= 2 && bytes.Contains(raw, []byte("/download"))
+	})
+	if bytes.Contains(raw, []byte(sig)) || bytes.Contains(raw, []byte("sig=")) {
+		t.Errorf("the access log contains the link's signature:\n%s", raw)
+	}
+	if !bytes.Contains(raw, []byte("exp=")) {
+		t.Errorf("the access log lost the parameters that are not credentials:\n%s", raw)
+	}
+}

@@ -150,7 +150,7 @@ func newQueries(s string) queries {
 			expires_at = $8, needs_sweep = $9, created_at = $10, updated_at = $11, data = $12 WHERE id = $1`),
 		dueSweep: f(`SELECT data FROM $S.records WHERE store = $1 AND needs_sweep AND expires_at <= $2
 			ORDER BY expires_at, id LIMIT $3`),
-		recordData: f(`SELECT id, data FROM $S.records WHERE id = ANY($1)`),
+		recordData:   f(`SELECT id, data FROM $S.records WHERE id = ANY($1)`),
 		deleteRecord: f(`DELETE FROM $S.records WHERE id = $1`),
 		// Empty filters match everything; the primary key orders and pages.
 		listRecords: f(`SELECT data FROM $S.records

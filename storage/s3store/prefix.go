@@ -51,3 +51,28 @@ func (s *Store) ReadPrefix(ctx context.Context, key string, n int64, etag string
 }
 
 var _ storage.PrefixReader = (*Store)(nil)
+
+// ReadRange streams key, or the range rng of it, with one GET bound to
+// etag with If-Match when it is set.
+func (s *Store) ReadRange(ctx context.Context, key, rng, etag string) (*storage.ObjectBody, error) {
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	if rng != "" {
+		in.Range = aws.String(rng)
+	}
+	if etag != "" {
+		in.IfMatch = aws.String(`"` + etag + `"`)
+	}
+	out, err := s.client.GetObject(ctx, in)
+	switch {
+	case err == nil:
+	case errorCode(err) == "InvalidRange" || httpStatus(err) == 416:
+		return nil, storage.ErrInvalidRange
+	case errorCode(err) == "PreconditionFailed" || httpStatus(err) == 412:
+		return nil, fmt.Errorf("s3 read range: %w: the object no longer has ETag %s", storage.ErrConflict, etag)
+	case notFound(err, "NoSuchKey", "NotFound"):
+		return nil, storage.ErrNotFound
+	default:
+		return nil, unavailable("read range", err)
+	}
+	return &storage.ObjectBody{Body: out.Body, Length: aws.ToInt64(out.ContentLength), ContentRange: aws.ToString(out.ContentRange)}, nil
+}
