@@ -295,7 +295,7 @@ func TestLateWritesAfterCloseRemoved(t *testing.T) {
 	t.Cleanup(func() { urlSkew = old })
 	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
 		s := newSite(t, srv)
-		s.load(s.caddyfile("url_ttl 1s\n pending_ttl 1s\n sweep_interval 1s\n multipart_threshold 5MiB"))
+		s.load(s.caddyfile("url_ttl 3s\n pending_ttl 3s\n sweep_interval 1s\n multipart_threshold 5MiB"))
 
 		multi := s.create("alice", "big.bin", 6<<20, "application/octet-stream")
 		if resp := s.call("alice", "DELETE", "/"+multi.ID, nil, nil); resp.StatusCode != 204 {

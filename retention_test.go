@@ -17,7 +17,7 @@ func TestRetentionDeletesTerminalRecords(t *testing.T) {
 	t.Cleanup(func() { urlSkew = old })
 	eachServer(t, func(t *testing.T, srv *realservers.S3Server) {
 		s := newSite(t, srv)
-		s.load(s.caddyfile("url_ttl 1s\n pending_ttl 1h\n sweep_interval 1s\n retention 2s\n retention_confirmed 3s"))
+		s.load(s.caddyfile("url_ttl 3s\n pending_ttl 1h\n sweep_interval 1s\n retention 2s\n retention_confirmed 3s"))
 		found := func(id string) bool {
 			return s.call("alice", "GET", "/"+id, nil, nil).StatusCode != http.StatusNotFound
 		}
@@ -51,7 +51,7 @@ func TestRetentionDeletesTerminalRecords(t *testing.T) {
 		}
 
 		// A route without retention_confirmed keeps confirmed records.
-		s.load(s.caddyfile("url_ttl 1s\n sweep_interval 1s\n retention 1s"))
+		s.load(s.caddyfile("url_ttl 3s\n sweep_interval 1s\n retention 1s"))
 		kept := s.create("alice", "k.txt", 4, "text/plain")
 		if st := s.put(kept, []byte("kept"), nil); st != 200 {
 			t.Fatalf("PUT: %d", st)

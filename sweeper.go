@@ -54,12 +54,14 @@ func (h *Handler) runSweeper(ctx caddy.Context) {
 // sweep expires every due record and returns how many it expired. The
 // ledger decides each record's fate before any object is deleted: a
 // pending record past its deadline is claimed (marked expired, with
-// Recheck so that it stays due), then its object is deleted, then Recheck
-// is cleared. A complete that lands first leaves nothing to claim; one that
-// lands after finds the record expired. Closed records whose upload URLs
-// have just died (Recheck) have their objects deleted once more the same
-// way. If the process dies between the steps, the record is still due and
-// the next sweep repeats them; every step is idempotent.
+// Recheck and a deadline after which no late write can land), then its
+// object is deleted. A complete that lands first leaves nothing to claim;
+// one that lands after finds the record expired. Closed records whose last
+// write could have landed by now (Recheck) have their objects deleted once
+// more, and are released (Recheck cleared, retention scheduled); records
+// past their retention are deleted. If the process dies between the steps,
+// the record is still due and the next sweep repeats them; every step is
+// idempotent.
 func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 	defer h.metrics.sweepRan()
 	total := 0
@@ -74,13 +76,16 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if f := afterSweepList.Load(); f != nil {
 			(*f)(h, due)
 		}
-		var old []*storage.Record
-		rest := due[:0:0]
+		var old, pending, closed []*storage.Record
 		for _, rec := range due {
-			if retiring(rec, now) {
+			switch {
+			case retiring(rec, now):
 				old = append(old, rec)
-			} else {
-				rest = append(rest, rec)
+			case rec.Status == storage.StatusPending:
+				pending = append(pending, rec)
+			case rec.Internal.Recheck && rec.Status != storage.StatusConfirmed:
+				// Closed: its fate is decided, only its object is due.
+				closed = append(closed, rec)
 			}
 		}
 		n, err := h.retire(ctx, old, now)
@@ -88,7 +93,7 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if err != nil {
 			return total, err
 		}
-		claimed, expired, err := h.sweepUpdate(ctx, rest, now, h.claim)
+		claimed, expired, err := h.sweepUpdate(ctx, pending, now, h.claim)
 		total += expired
 		h.metrics.sweptExpired(expired)
 		if expired > 0 {
@@ -97,20 +102,19 @@ func (h *Handler) sweep(ctx context.Context, now time.Time) (int, error) {
 		if err != nil {
 			return total, err
 		}
-		keys := make([]string, 0, len(claimed))
-		for _, rec := range claimed {
-			if rec.Internal.UploadID != "" {
-				if err := h.store.AbortMultipart(ctx, rec.Key, rec.Internal.UploadID); err != nil {
-					return total, fmt.Errorf("aborting multipart upload of %s: %w", rec.ID, err)
-				}
+		gone := append(claimed, closed...)
+		if err := h.removeObjects(ctx, gone); err != nil {
+			return total, err
+		}
+		// Records whose writes may still land stay due (recheckAfterURLs);
+		// the others are released, with no write for those.
+		var done []*storage.Record
+		for _, rec := range gone {
+			if !rec.Internal.ExpiresAt.After(now) {
+				done = append(done, rec)
 			}
-			keys = append(keys, rec.Key)
 		}
-		if err := h.store.Delete(ctx, keys...); err != nil {
-			return total, fmt.Errorf("deleting %d objects: %w", len(keys), err)
-		}
-		h.metrics.sweptObjects(len(keys))
-		if _, _, err := h.sweepUpdate(ctx, claimed, now, h.release); err != nil {
+		if _, _, err := h.sweepUpdate(ctx, done, now, h.release); err != nil {
 			return total, err
 		}
 		if len(due) < sweepBatch {
@@ -228,6 +232,32 @@ func (h *Handler) sweepUpdate(ctx context.Context, recs []*storage.Record, now t
 		return nil
 	})
 	return claimed, expired, err
+}
+
+// removeObjects deletes the objects of recs (aborting their multipart
+// uploads) with one DeleteObjects call per 1,000 keys.
+func (h *Handler) removeObjects(ctx context.Context, recs []*storage.Record) error {
+	err := forEach(recs, func(rec *storage.Record) error {
+		if rec.Internal.UploadID == "" {
+			return nil
+		}
+		if err := h.store.AbortMultipart(ctx, rec.Key, rec.Internal.UploadID); err != nil {
+			return fmt.Errorf("aborting multipart upload of %s: %w", rec.ID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	keys := make([]string, len(recs))
+	for i, rec := range recs {
+		keys[i] = rec.Key
+	}
+	if err := h.store.Delete(ctx, keys...); err != nil {
+		return fmt.Errorf("deleting %d objects: %w", len(keys), err)
+	}
+	h.metrics.sweptObjects(len(keys))
+	return nil
 }
 
 // forEach runs fn on every record with many calls in flight, so that the
