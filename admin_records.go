@@ -155,7 +155,7 @@ func runningLedgers() []namedLedger {
 	seen := map[string]bool{}
 	var out []namedLedger
 	for _, h := range runningHandlers() {
-		name := ledgerName(h.ledger)
+		name := recordsLedgerName(h.ledger)
 		if !seen[name] {
 			seen[name] = true
 			out = append(out, namedLedger{name: name, ledger: h.ledger})
@@ -165,11 +165,21 @@ func runningLedgers() []namedLedger {
 	return out
 }
 
+// recordsLedgerName names a ledger by the durable store behind it (a bolt
+// file, a database), or else by the handle itself: two ledgers that
+// cannot say what they store are never taken for one.
+func recordsLedgerName(l storage.Ledger) string {
+	if _, ok := l.(storage.Identified); ok {
+		return ledgerName(l)
+	}
+	return fmt.Sprintf("%T@%p", l, l)
+}
+
 // handlerOf finds the running route that created rec, found in ledger:
 // the route of its name, on its store and that ledger.
 func handlerOf(ledger string, rec *storage.Record) *Handler {
 	for _, h := range runningHandlers() {
-		if h.routes(rec) && ledgerName(h.ledger) == ledger {
+		if h.routes(rec) && recordsLedgerName(h.ledger) == ledger {
 			return h
 		}
 	}

@@ -161,14 +161,21 @@ func (s *testSite) confirmOn(route, user string, body []byte) created {
 	return c
 }
 
-// twoRoutes loads a site with routes docs and pics on one ledger, with
-// the admin endpoint on.
-func twoRoutes(t *testing.T, s *testSite, policy string) recordsAdmin {
+// twoRoutes loads a site with routes docs and pics on one ledger (the
+// site's bolt file, or ledger when set), with the admin endpoint on.
+func twoRoutes(t *testing.T, s *testSite, ledger, policy string) recordsAdmin {
 	t.Helper()
 	cfg, admin := withAdmin(t, s.routesCaddyfile(map[string]string{
 		"docs": "name docs\n types text/plain image/png\n" + policy,
 		"pics": "name pics\n types text/plain image/png\n" + policy,
 	}))
+	if ledger != "" {
+		bolt := "ledger " + ledgerPath(s) + "\n"
+		if strings.Count(cfg, bolt) != 2 {
+			t.Fatal("the routes no longer name the bolt ledger")
+		}
+		cfg = strings.ReplaceAll(cfg, bolt, ledger+"\n")
+	}
 	s.load(cfg)
 	s.waitServingOn("/docs/client.js")
 	return admin
@@ -187,13 +194,30 @@ func (s *testSite) waitServingOn(path string) {
 	})
 }
 
+// eachLedger runs f with the bolt ledger ("") and, with real servers,
+// with a PostgreSQL ledger (its Caddyfile lines), and the name the admin
+// API gives the ledger ("" for any but the bolt file).
+func eachLedger(t *testing.T, f func(t *testing.T, ledger string, name func(*testSite) string)) {
+	t.Run("bolt", func(t *testing.T) { f(t, "", ledgerPath) })
+	if !testing.Short() {
+		t.Run("postgres", func(t *testing.T) {
+			t.Setenv("CU_TEST_PG_DSN", realservers.Postgres(t))
+			f(t, "ledger postgres {\n dsn {env.CU_TEST_PG_DSN}\n }", func(*testSite) string { return "" })
+		})
+	}
+}
+
 // The listing pages through every record of a ledger shared by two
 // routes exactly once, newest first, and its filters select exactly the
 // records they name; a record shows the module's bookkeeping but no
 // presigned URL; bad input answers 400.
 func TestAdminRecordsListAndShow(t *testing.T) {
+	eachLedger(t, testAdminRecordsListAndShow)
+}
+
+func testAdminRecordsListAndShow(t *testing.T, ledger string, ledgerName func(*testSite) string) {
 	s := newSite(t, oneServer(t))
-	admin := twoRoutes(t, s, "")
+	admin := twoRoutes(t, s, ledger, "")
 
 	docsAlice := []created{s.createOn("docs", "alice", "a1.txt", 5, "text/plain"), s.createOn("docs", "alice", "a2.txt", 5, "text/plain")}
 	confirmed := s.confirmOn("docs", "alice", []byte("hello"))
@@ -234,7 +258,7 @@ func TestAdminRecordsListAndShow(t *testing.T) {
 	resp := admin.expect("GET", "/upload/records/"+confirmed.ID, http.StatusOK, &rec)
 	if rec.ID != confirmed.ID || rec.Key != confirmed.Key || rec.Status != "confirmed" || rec.Route != "docs" || rec.Subject != "alice" ||
 		rec.Source == "" || rec.Store == "" || rec.Kind != "PUT" || rec.ETag == "" || rec.ConfirmedAt == nil ||
-		rec.Ledger != ledgerPath(s) || rec.ExpiresAt != nil || rec.Recheck || rec.UpdatedAt.IsZero() {
+		rec.Ledger == "" || ledgerName(s) != "" && rec.Ledger != ledgerName(s) || ledgerName(s) == "" && rec.Ledger == ledgerPath(s) || rec.ExpiresAt != nil || rec.Recheck || rec.UpdatedAt.IsZero() {
 		t.Errorf("confirmed record %s", resp.body)
 	}
 	var pend adminRec
@@ -365,7 +389,7 @@ func TestAdminRecordsAbortSubject(t *testing.T) {
 	recordsBatch = 2 // several pages
 	t.Cleanup(func() { recordsBatch = old })
 	s := newSite(t, oneServer(t))
-	admin := twoRoutes(t, s, "")
+	admin := twoRoutes(t, s, "", "")
 
 	var docs []created
 	for i := range 3 {
@@ -426,8 +450,12 @@ func TestAdminRecordsPurge(t *testing.T) {
 	old := urlSkew
 	urlSkew = 5 * time.Second // the margin for writes under way, short for the test
 	t.Cleanup(func() { urlSkew = old })
+	eachLedger(t, func(t *testing.T, ledger string, _ func(*testSite) string) { testAdminRecordsPurge(t, ledger) })
+}
+
+func testAdminRecordsPurge(t *testing.T, ledger string) {
 	s := newSite(t, oneServer(t))
-	admin := twoRoutes(t, s, "url_ttl 1s\n pending_ttl 1h\n sweep_interval 1s")
+	admin := twoRoutes(t, s, ledger, "url_ttl 1s\n pending_ttl 1h\n sweep_interval 1s")
 
 	// The old records: one of each status but expired, and a pending one.
 	oldConfirmed := s.confirmOn("docs", "alice", []byte("kept"))
