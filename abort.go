@@ -17,34 +17,44 @@ func (h *Handler) serveAbort(c *call) error {
 	return h.abort(c, rec)
 }
 
-// abort marks rec aborted first, so that no complete can confirm it any
-// more, then removes what storage holds of it. A retry after a storage
-// failure removes it again.
+// abort answers an owner's abort of rec: 204 once it is aborted.
 func (h *Handler) abort(c *call, rec *storage.Record) error {
+	if _, err := h.abortRecord(c.ctx(), rec, ""); err != nil {
+		return err
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// abortRecord marks rec aborted first, so that no complete can confirm it
+// any more, then removes what storage holds of it. A retry after a storage
+// failure removes it again. A record that had already ended otherwise
+// (expired, rejected) is left as it is. It returns the record as stored;
+// reason says who aborted it when not its owner (the admin API).
+func (h *Handler) abortRecord(ctx context.Context, rec *storage.Record, reason string) (*storage.Record, error) {
 	// A completion of this upload running in this process finishes first:
 	// its assembly would otherwise write the object after it was removed.
 	unlock, waited := h.completing.lock(rec.ID)
 	defer unlock()
 	if waited {
 		var err error
-		if rec, err = h.ledger.Get(c.ctx(), rec.ID); err != nil {
-			return errLedger(err)
+		if rec, err = h.ledger.Get(ctx, rec.ID); err != nil {
+			return nil, errLedger(err)
 		}
 	}
 	if rec.Status == storage.StatusPending || rec.Status == storage.StatusConfirmed {
 		var err error
-		if rec, err = h.closeRecord(c.ctx(), rec.ID, storage.StatusAborted, "", storage.StatusPending, storage.StatusConfirmed); err != nil {
-			return err
+		if rec, err = h.closeRecord(ctx, rec.ID, storage.StatusAborted, reason, storage.StatusPending, storage.StatusConfirmed); err != nil {
+			return nil, err
 		}
 		h.metrics.uploadAborted()
 	}
 	if rec.Status == storage.StatusAborted {
-		if err := h.removeObject(c.ctx(), rec); err != nil {
-			return errStorage(err)
+		if err := h.removeObject(ctx, rec); err != nil {
+			return nil, errStorage(err)
 		}
 	}
-	c.w.WriteHeader(http.StatusNoContent)
-	return nil
+	return rec, nil
 }
 
 // removeObject deletes rec's object and aborts its multipart upload.

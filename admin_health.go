@@ -73,6 +73,8 @@ type healthEntry struct {
 	store  storage.ObjectStore
 	ledger storage.Ledger
 	auth   authenticator
+	// handler is the route itself, for the records admin API.
+	handler *Handler
 }
 
 // openRoutes are the provisioned routes of every config in this process,
@@ -87,7 +89,7 @@ var openRoutes = struct {
 // registerHealth lists h's dependencies for the health endpoint and the
 // ledger_failed gauge until release is called (in Cleanup).
 func registerHealth(h *Handler) (release func()) {
-	e := healthEntry{route: h.Name, store: unwrapStore(h.store), ledger: h.ledger, auth: h.auth}
+	e := healthEntry{route: h.Name, store: unwrapStore(h.store), ledger: h.ledger, auth: h.auth, handler: h}
 	openRoutes.Lock()
 	defer openRoutes.Unlock()
 	id := openRoutes.next

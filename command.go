@@ -19,8 +19,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "upload",
-		Usage: "put <file> <route-url> [--token <jwt>] [--user <name:password>] ... | cors --bucket <b> --origin <o> [--apply]",
-		Short: "Uploads a file through an upload route, or checks a bucket's CORS",
+		Usage: "put <file> <route-url> [--token <jwt>] [--user <name:password>] ... | cors --bucket <b> --origin <o> [--apply] | ls | show <id> | abort <id> | purge --older-than <d>",
+		Short: "Uploads a file through an upload route, checks a bucket's CORS, or manages upload records",
 		Long: `
 Uploads a file the way a browser does: it asks the upload route for a
 presigned request, sends the bytes straight to object storage (large files
@@ -31,7 +31,11 @@ Credentials: --token sends a bearer token (or set CADDYUPLOAD_TOKEN);
 --user sends HTTP basic credentials.
 
 "upload cors" checks (and with --apply sets) the bucket CORS rule that
-browsers need to upload straight to a bucket from your site.`,
+browsers need to upload straight to a bucket from your site.
+
+"upload ls", "show", "abort" and "purge" find, inspect, abort and purge the
+upload records of a running Caddy through its admin API (--address, or the
+admin address of --config; default $CADDY_ADMIN or localhost:2019).`,
 		CobraFunc: func(cmd *cobra.Command) {
 			put := &cobra.Command{
 				Use:   "put <file> <route-url>",
@@ -45,6 +49,7 @@ browsers need to upload straight to a bucket from your site.`,
 			put.Flags().Int("concurrency", 4, "parts sent at once")
 			put.Flags().Bool("quiet", false, "print only the record")
 			cmd.AddCommand(put, corsCommand())
+			cmd.AddCommand(adminCommands()...)
 		},
 	})
 }
