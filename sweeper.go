@@ -34,6 +34,9 @@ func (h *Handler) runSweeper(ctx caddy.Context) {
 			return
 		case <-ticker.C:
 		}
+		if !h.holdSweepLease(ctx) {
+			continue
+		}
 		n, err := h.sweep(ctx, time.Now())
 		if err != nil {
 			h.logger.Warn("sweep failed; will retry", zap.String("route", h.Name), zap.Error(err))
@@ -49,6 +52,33 @@ func (h *Handler) runSweeper(ctx caddy.Context) {
 			}
 		}
 	}
+}
+
+// sweepLeaseIntervals is how many sweep intervals the sweep lease lasts:
+// an instance sharing the ledger takes a route's sweeping over at most
+// this many intervals (plus one) after its holder's last sweep.
+const sweepLeaseIntervals = 3
+
+// holdSweepLease reports whether this process sweeps now. On a ledger
+// shared by several instances (storage.Leaser) one of them sweeps a
+// route's store at a time: it renews the lease at every sweep, and when it
+// dies another one takes over once the lease expires. Two sweeping at once
+// (a holder paused past its lease) is harmless, as every step is
+// idempotent; the lease only saves the duplicate work and storage calls.
+func (h *Handler) holdSweepLease(ctx context.Context) bool {
+	l, ok := h.ledger.(storage.Leaser)
+	if !ok {
+		return true
+	}
+	name := "sweep:" + h.store.ID() + ":" + h.Name
+	held, err := l.TryLease(ctx, name, storage.LeaseHolder(), sweepLeaseIntervals*time.Duration(h.SweepInterval))
+	if err != nil {
+		if ctx.Err() == nil {
+			h.logger.Warn("taking the sweep lease failed; will retry", zap.String("route", h.Name), zap.Error(err))
+		}
+		return false
+	}
+	return held
 }
 
 // sweep expires every due record and returns how many it expired. The

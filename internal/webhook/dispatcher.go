@@ -29,7 +29,9 @@ const (
 type Options struct {
 	// Outbox holds the route's events. When it implements
 	// storage.Identified, configs that share it share one lease (see
-	// Start); otherwise each Outbox value has its own.
+	// Start); otherwise each Outbox value has its own. When it implements
+	// storage.Leaser, it is shared by several processes, and one of them
+	// at a time delivers the route's events (see SharedLeaseTTL).
 	Outbox storage.Outbox
 	// Route names the route whose events the dispatcher delivers.
 	Route string
@@ -64,7 +66,11 @@ type Dispatcher struct {
 	onAttempt func(string)
 	onDue     func(int)
 
-	lease  *lease
+	lease *lease
+	// leaser and holder take the route's lease across processes; leaser
+	// is nil for an outbox only this process uses.
+	leaser storage.Leaser
+	holder string
 	wakeup chan struct{}
 	done   chan struct{}
 }
@@ -87,6 +93,18 @@ type lease struct {
 	// holder and users are guarded by leases.Mutex.
 	holder *Dispatcher
 	users  int
+	// shared is this process's hold of the lease across processes,
+	// guarded by round.
+	shared sharedLease
+}
+
+// sharedLease is what a process knows of its lease on a shared outbox.
+// Its times are this process's monotonic clock; until is counted from
+// before the request that took the lease, so it ends no later than the
+// database's expiry, whatever the clocks say.
+type sharedLease struct {
+	until   time.Time // zero: not held
+	checked time.Time // last asked
 }
 
 // Start validates cfg and starts delivering the route's events until ctx
@@ -125,6 +143,7 @@ func newDispatcher(cfg Config, o Options) (*Dispatcher, error) {
 		now:    o.Now,
 		jitter: rand.N[time.Duration],
 		tick:   tick,
+		holder: storage.LeaseHolder(),
 		wakeup: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
@@ -134,6 +153,7 @@ func newDispatcher(cfg Config, o Options) (*Dispatcher, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
+	d.leaser, _ = o.Outbox.(storage.Leaser)
 	d.onAttempt, d.onDue = o.OnAttempt, o.OnDue
 	if d.onAttempt == nil {
 		d.onAttempt = func(string) {}
@@ -233,7 +253,70 @@ func (d *Dispatcher) release() {
 	}
 	if d.lease.users--; d.lease.users == 0 {
 		delete(leases.m, d.key)
+		// The last dispatcher of this process for the route stops (Caddy
+		// stops, or a config without the webhook replaced this one): hand
+		// the shared lease to another instance now rather than at its
+		// expiry. Under leases.Mutex, so that a dispatcher started next in
+		// this process takes it afresh after the release.
+		if d.leaser != nil && !d.lease.shared.until.IsZero() {
+			ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+			defer cancel()
+			if err := d.leaser.ReleaseLease(ctx, d.sharedLeaseName(), d.holder); err != nil {
+				d.logger.Debug("releasing the webhook lease failed; it expires by itself", zap.String("route", d.route), zap.Error(err))
+			}
+		}
 	}
+}
+
+// releaseTimeout bounds giving up the shared lease when delivery stops.
+const releaseTimeout = 2 * time.Second
+
+// SharedLeaseTTL is how long the lease on a route's events lasts on an
+// outbox shared by several processes: an instance takes delivery over at
+// most this long (plus a tick) after the holder's last renewal, which it
+// makes every round. It leaves room for an attempt started near the end of
+// the lease to finish, and its outcome to be recorded, before another
+// instance can take over.
+func SharedLeaseTTL(cfg Config) time.Duration { return 2*cfg.Timeout + 5*time.Second }
+
+// attemptRoom is the least lease an attempt starts with: its timeout and
+// the recording of its outcome.
+func (d *Dispatcher) attemptRoom() time.Duration { return d.cfg.Timeout + 2*time.Second }
+
+func (d *Dispatcher) sharedLeaseName() string { return "webhook:" + d.route }
+
+// holdsShared reports whether this process may deliver the route's events
+// now, as far as other processes sharing the outbox go; always, for an
+// outbox of its own. The lease is renewed once a tick, and before an
+// attempt that would outlast it; a refusal is not asked again before the
+// next tick, as no instance gets an unexpired lease. Called with round
+// held.
+func (d *Dispatcher) holdsShared(ctx context.Context) bool {
+	if d.leaser == nil {
+		return true
+	}
+	s := &d.lease.shared
+	now := time.Now()
+	if now.Sub(s.checked) < d.tick {
+		if s.until.IsZero() {
+			return false
+		}
+		if s.until.Sub(now) >= d.attemptRoom() {
+			return true
+		}
+	}
+	ttl := SharedLeaseTTL(d.cfg)
+	held, err := d.leaser.TryLease(ctx, d.sharedLeaseName(), d.holder, ttl)
+	s.checked = now
+	s.until = time.Time{}
+	if err != nil {
+		d.logOutboxError(ctx, "taking the webhook lease failed; will retry", "", err)
+		return false
+	}
+	if held {
+		s.until = now.Add(ttl)
+	}
+	return held
 }
 
 // run delivers due events on every tick and wake-up until ctx ends.
@@ -265,7 +348,7 @@ func (d *Dispatcher) run(ctx context.Context) {
 func (d *Dispatcher) round(ctx context.Context) bool {
 	d.lease.round.Lock()
 	defer d.lease.round.Unlock()
-	if ctx.Err() != nil || !d.lease.holds(d) {
+	if ctx.Err() != nil || !d.lease.holds(d) || !d.holdsShared(ctx) {
 		return false
 	}
 	evs, err := d.outbox.DueEvents(ctx, d.route, d.now(), batch)
@@ -283,7 +366,7 @@ func (d *Dispatcher) round(ctx context.Context) bool {
 		settled bool
 	)
 	for _, ev := range evs {
-		if ctx.Err() != nil || !d.lease.holds(d) {
+		if ctx.Err() != nil || !d.lease.holds(d) || !d.holdsShared(ctx) {
 			return false
 		}
 		if ev.Record != nil && failed[ev.Record.ID] {

@@ -55,6 +55,15 @@ var migrations = []string{
 	-- ParkedEvents of one route and of all.
 	CREATE INDEX events_parked ON %[1]s.events (route, created_at, id) WHERE parked;
 	CREATE INDEX events_parked_all ON %[1]s.events (created_at, id) WHERE parked;`,
+
+	// Leases (lease.go): work one instance at a time does, such as sweeping
+	// a route's store or delivering its webhooks. expires_at is the
+	// database's clock.
+	`CREATE TABLE %[1]s.leases (
+		name       text PRIMARY KEY,
+		holder     text NOT NULL,
+		expires_at timestamptz NOT NULL
+	);`,
 }
 
 // migrate brings the schema to the newest version. Instances starting at
