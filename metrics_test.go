@@ -18,12 +18,6 @@ func withMetrics(cfg string) string {
 	return strings.Replace(cfg, "\thandle_path /up/* {", "\thandle /metrics {\n\t\tmetrics\n\t}\n\thandle_path /up/* {", 1)
 }
 
-// series is one scraped sample: its name and labels.
-type series struct {
-	name   string
-	labels map[string]string
-}
-
 var (
 	sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$`)
 	labelPair  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)

@@ -49,7 +49,7 @@ echo "== xcaddy build (the handler as xcaddy users build it) and list-modules"
 xbin=$(mktemp -d)
 trap 'rm -rf "$xbin"' EXIT
 scripts/xcaddy-build.sh "$xbin/caddy"
-for m in http.handlers.upload upload.storage.s3 upload.ledger.bolt upload.ledger.postgres admin.api.upload admin.api.upload_health; do
+for m in http.handlers.upload upload.storage.s3 upload.ledger.bolt upload.ledger.postgres admin.api.upload admin.api.upload_health admin.api.upload_records; do
   "$xbin/caddy" list-modules | grep -qx "$m" || { echo "test.sh: the xcaddy build lacks module $m" >&2; exit 1; }
 done
 
