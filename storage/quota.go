@@ -556,6 +556,9 @@ func (u *Usage) UnmarshalBinary(b []byte) error {
 	}
 	u.Tokens = math.Float64frombits(binary.BigEndian.Uint64(b))
 	b = b[8:]
+	if math.IsNaN(u.Tokens) || math.IsInf(u.Tokens, 0) || u.Grain < 0 || u.Span < 0 {
+		return bad
+	}
 	at, err := varint()
 	if err != nil {
 		return err

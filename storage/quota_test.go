@@ -96,3 +96,27 @@ func TestRegrain(t *testing.T) {
 		}
 	}
 }
+
+// FuzzUsageDecode: any bytes decode to an error or to a usage that encodes
+// back to the same bytes.
+func FuzzUsageDecode(f *testing.F) {
+	u := Usage{Pending: 1, PendingBytes: 2, Grain: time.Second, Span: time.Minute, Slots: []UsageSlot{{Start: 5, Uploads: 1, Bytes: 9}}, Tokens: 0.5, TokensAt: time.Unix(1, 2)}
+	b, _ := u.MarshalBinary()
+	f.Add(b)
+	f.Add([]byte{})
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var u Usage
+		if err := u.UnmarshalBinary(b); err != nil || len(b) == 0 {
+			return
+		}
+		again, err := u.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v Usage
+		if err := v.UnmarshalBinary(again); err != nil || !reflect.DeepEqual(u, v) {
+			t.Fatalf("%x decoded to %+v, which encodes to %x: %+v, %v", b, u, again, v, err)
+		}
+	})
+}
