@@ -22,12 +22,20 @@ import (
 
 // quotaQueries are the usage statements, with the schema filled in.
 type quotaQueries struct {
-	insertRecords, ensureUsage, lockUsage, getUsage, putUsage string
+	insertRecord, insertRecords, ensureUsage, lockUsage, getUsage, putUsage string
 }
 
 func newQuotaQueries(s string) quotaQueries {
 	f := func(q string) string { return strings.ReplaceAll(q, "$S", s) }
 	return quotaQueries{
+		// One pending create, added to its usage in the same statement.
+		insertRecord: f(`WITH ins AS (
+				INSERT INTO $S.records (` + recordCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+				RETURNING id
+			)
+			INSERT INTO $S.usage AS u (key, route, source, subject, pending, pending_bytes, uploads, bytes, state)
+			SELECT $13, $5, $7, $6, 1, $14, 0, 0, ''::bytea FROM ins
+			ON CONFLICT (key) DO UPDATE SET pending = u.pending + 1, pending_bytes = u.pending_bytes + excluded.pending_bytes`),
 		// The group commit's INSERT of many rows, adding the rows it
 		// inserted (not those ON CONFLICT left out) to their usage in the
 		// same statement. Usage rows are updated in key order, so that two
@@ -114,6 +122,33 @@ func scanUsage(row pgx.Row) (*storage.Usage, error) {
 	// The columns are the counters: the group commit moves them alone.
 	u.Pending, u.PendingBytes, u.Uploads, u.Bytes = counts[0], counts[1], counts[2], counts[3]
 	return u, nil
+}
+
+// createPending inserts rec, a pending record without an event, and adds
+// it to its usage in one statement: one round trip, as without quotas.
+func (l *Ledger) createPending(ctx context.Context, rec *storage.Record, data []byte, args []any) error {
+	args = append(args[:len(args):len(args)], storage.QuotaKeyOf(rec).Digest(), storage.Charge(rec))
+	lost := false
+	err := l.retry(ctx, func() (bool, error) {
+		_, err := l.pool.Exec(ctx, l.qq.insertRecord, args...)
+		lost = lost || l.connLost(ctx, err)
+		// Safe to try again: if the lost attempt did commit, the next one
+		// meets that very record and counts as its answer (below).
+		return true, err
+	})
+	if isUniqueViolation(err) {
+		if lost && l.storedAs(ctx, rec.ID, data) {
+			err = nil
+		} else {
+			return conflictError(rec, err)
+		}
+	}
+	if err != nil {
+		return l.dbErr(ctx, err)
+	}
+	l.writes.Add(1)
+	l.commits.Add(1)
+	return nil
 }
 
 // createTx inserts rec (and its event, ev, if any) in a transaction that

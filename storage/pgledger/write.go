@@ -107,11 +107,14 @@ func (l *Ledger) create(ctx context.Context, rec *storage.Record, lim *storage.L
 	args := recordArgs(rec, data)
 	// A record created in a final status reports it at once.
 	ev := eventArgs(storage.StatusPending, rec, data)
-	// The group commit adds pending creates to their usage in SQL; a
-	// quota check, or a record created in another status, needs the
-	// usage row locked and read (createTx).
-	if ev == nil && lim == nil && rec.Status == storage.StatusPending && l.group != nil {
-		return l.group.create(ctx, rec, args)
+	// A pending create is added to its usage in SQL; a quota check, or a
+	// record created in another status, needs the usage row locked and
+	// read (createTx).
+	if ev == nil && lim == nil && rec.Status == storage.StatusPending {
+		if l.group != nil {
+			return l.group.create(ctx, rec, args)
+		}
+		return l.createPending(ctx, rec, data, args)
 	}
 	return l.createTx(ctx, rec, data, args, ev, lim)
 }
