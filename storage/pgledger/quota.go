@@ -3,6 +3,7 @@ package pgledger
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sort"
 	"strings"
 
@@ -96,7 +97,7 @@ func (l *Ledger) Usage(ctx context.Context, key storage.QuotaKey) (*storage.Usag
 	err := l.retry(ctx, func() (bool, error) {
 		var err error
 		u, err = scanUsage(l.pool.QueryRow(ctx, l.qq.getUsage, key.Digest()))
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			u, err = new(storage.Usage), nil
 		}
 		return true, err
