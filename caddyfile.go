@@ -89,6 +89,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    download             owner|authenticated|public
 //	    download_ttl         <duration>
+//	    quota {
+//	        pending        <n>
+//	        pending_bytes  <size>
+//	        uploads        <n> [per <duration>]
+//	        bytes          <size> [per <duration>]
+//	        rate           <n>/<duration> [burst <n>]
+//	    }
 //	    webhook <url> {
 //	        secret        <secret>
 //	        timeout       <duration>
@@ -230,6 +237,9 @@ func (u *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "webhook":
 			u.Webhook, err = parseWebhook(d)
+		case "quota":
+			u.Quota = new(Quota)
+			err = u.Quota.unmarshalCaddyfile(d)
 		case "download":
 			err = oneArg(d, &u.Download)
 		case "download_via":

@@ -82,7 +82,8 @@ func (h *Handler) checkType(declared string, up *upload) *apiError {
 
 // issue creates an upload of up of the given kind: it picks the key, starts
 // the multipart upload or presigns the single request, and writes the
-// pending record, which is on disk before anything leaves the proxy.
+// pending record within the route's quota, which is on disk before anything
+// leaves the proxy.
 // Nothing is left in storage when the record cannot be written. Multipart
 // uploads get no request: their parts are signed on demand.
 func (h *Handler) issue(c *call, up upload, kind string) (*storage.Record, storage.SignedRequest, error) {
@@ -93,6 +94,11 @@ func (h *Handler) issue(c *call, up upload, kind string) (*storage.Record, stora
 	var sr storage.SignedRequest
 	var err error
 	if kind == storage.KindMultipart {
+		// Storage is asked first here: what cannot fit the quota is
+		// refused before that.
+		if err := h.precheckQuota(c.ctx(), rec); err != nil {
+			return nil, sr, err
+		}
 		err = h.createMultipart(c, rec)
 	} else if sr, err = h.presignSingle(c, rec); err != nil {
 		err = errStorage(err)
@@ -100,9 +106,12 @@ func (h *Handler) issue(c *call, up upload, kind string) (*storage.Record, stora
 	if err != nil {
 		return nil, sr, err
 	}
-	if err := h.ledger.Create(c.ctx(), rec); err != nil {
+	if err := h.createRecord(c.ctx(), rec); err != nil {
 		if rec.Internal.UploadID != "" {
 			_ = h.store.AbortMultipart(c.ctx(), rec.Key, rec.Internal.UploadID)
+		}
+		if errors.Is(err, storage.ErrQuota) {
+			return nil, sr, h.quotaAnswer(err)
 		}
 		if errors.Is(err, storage.ErrConflict) {
 			err = fmt.Errorf("key collision: %w", err)

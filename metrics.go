@@ -57,6 +57,7 @@ var uploadMetrics = struct {
 	sweeps, swept, retired                                                      *prometheus.CounterVec
 	webhookDeliveries, webhookFailures, webhookParked                           *prometheus.CounterVec
 	webhookOutboxDue                                                            *prometheus.GaugeVec
+	quotaRefused                                                                *prometheus.CounterVec
 }{
 	created:        counterVec("created_total", "Uploads created, by kind (PUT, POST, MULTIPART).", "route", "kind"),
 	confirmed:      counterVec("confirmed_total", "Uploads confirmed.", "route"),
@@ -96,6 +97,7 @@ var uploadMetrics = struct {
 		Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "webhook_outbox_due",
 		Help: "Webhook events due for delivery at the dispatcher's last round (at most one batch, 100).",
 	}, []string{"route"}),
+	quotaRefused: counterVec("quota_refused_total", "Creates refused by a quota, by limit (pending, pending_bytes, uploads, bytes, rate).", "route", "limit"),
 }
 
 func allCollectors() []prometheus.Collector {
@@ -104,6 +106,7 @@ func allCollectors() []prometheus.Collector {
 		m.created, m.confirmed, m.confirmedBytes, m.rejected, m.aborted, m.expired, m.partsSigned,
 		m.errors, m.storageDuration, m.storageErrors, m.ledgerCommit, m.ledgerBatch, m.ledgerFailed,
 		m.sweeps, m.swept, m.retired, m.webhookDeliveries, m.webhookFailures, m.webhookParked, m.webhookOutboxDue,
+		m.quotaRefused,
 	}
 }
 
@@ -247,6 +250,23 @@ func (m *routeMetrics) webhookAttempt(outcome string) {
 		m.webhookPark.Inc()
 	default:
 		m.webhookFailures.Inc()
+	}
+}
+
+// quotaLimits creates, at 0, the refusal series of the limits a route's
+// quota sets.
+func (m *routeMetrics) quotaLimits(limits ...string) {
+	if m != nil {
+		for _, l := range limits {
+			uploadMetrics.quotaRefused.WithLabelValues(m.route, l)
+		}
+	}
+}
+
+// quotaRefused counts a create refused by limit (storage.Limit*).
+func (m *routeMetrics) quotaRefused(limit string) {
+	if m != nil {
+		uploadMetrics.quotaRefused.WithLabelValues(m.route, limit).Inc()
 	}
 }
 

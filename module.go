@@ -172,11 +172,19 @@ type Handler struct {
 	// MaxImagePixels limits width × height, the memory a decoder needs
 	// (a small file can declare a huge image). Default: 0, no limit.
 	MaxImagePixels int64 `json:"max_image_pixels,omitempty"`
+	// Quota limits what each subject may do on this route: uploads and
+	// bytes pending at once, confirmed uploads and bytes in total or per
+	// window, and the rate of creates; see Quota. Default: no limits.
+	Quota *Quota `json:"quota,omitempty"`
 
 	store  storage.ObjectStore
 	ledger storage.Ledger
 	// via is DownloadVia, provisioned (presigned when not configured).
 	via *DownloadVia
+	// quotas is ledger's usage side (nil if it keeps none); limits is
+	// Quota as it applies them.
+	quotas storage.QuotaLedger
+	limits storage.Limits
 	// completing serializes the completions of one record.
 	completing *recordLocks
 	// orphansSeen dates the orphan scan's candidates by this clock.
@@ -270,6 +278,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("ledger module %T is not a LedgerBackend", mod)
 	}
 	h.ledger = lb.Ledger()
+	if err := h.provisionQuota(); err != nil {
+		return err
+	}
 	h.completing = new(recordLocks)
 	h.orphansSeen = new(sightings)
 
@@ -388,6 +399,11 @@ func (h *Handler) Validate() error {
 	}
 	if err := h.validateContentCheck(); err != nil {
 		return err
+	}
+	if h.Quota != nil {
+		if err := h.Quota.validate(); err != nil {
+			return err
+		}
 	}
 	if !strings.HasPrefix(h.Subject, "{") || !strings.HasSuffix(h.Subject, "}") {
 		return fmt.Errorf("subject must be one placeholder, such as {http.auth.user.id}, not %q", h.Subject)

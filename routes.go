@@ -29,6 +29,7 @@ var (
 	opSignParts     = operation{name: "sign_parts", method: http.MethodPost, serve: (*Handler).serveSignParts}
 	opDownload      = operation{name: "download", method: http.MethodGet, readOnly: true, serve: (*Handler).serveDownload}
 	opContent       = operation{name: "content", method: http.MethodGet, readOnly: true, signedLink: true, serve: (*Handler).serveContent}
+	opUsage         = operation{name: "usage", method: http.MethodGet, readOnly: true, serve: (*Handler).serveUsage}
 
 	// Companion-compatible routes under /s3, for stock @uppy/aws-s3.
 	opCompanionParams   = operation{name: "companion_params", method: http.MethodGet, serve: (*Handler).serveCompanionParams}
@@ -43,6 +44,7 @@ var (
 //
 //	POST   /                     create
 //	POST   /complete             complete by key (POST policy uploads)
+//	GET    /usage                the caller's usage and the route's quota
 //	GET    /{id}                 the record
 //	DELETE /{id}                 abort
 //	POST   /{id}/complete        verify and confirm
@@ -72,6 +74,8 @@ func route(r *http.Request) (operation, string, *apiError) {
 		return pick(r, "", opCreate)
 	case len(seg) == 1 && seg[0] == "complete":
 		return pick(r, "", opCompleteByKey)
+	case len(seg) == 1 && seg[0] == "usage":
+		return pick(r, "", opUsage)
 	case !validID(seg[0]) || len(seg) > 2:
 		return operation{}, "", errNotFound()
 	case len(seg) == 1:

@@ -26,7 +26,11 @@ func (l *Ledger) Delete(ctx context.Context, id string, check func(*storage.Reco
 		if rec.NeedsSweep() {
 			muts = append(muts, dueMutation(rec, true))
 		}
-		return muts, nil, nil
+		usageMuts, err := usageMutations(tx, storage.QuotaKey{}, storage.UsageChanges(rec, nil), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return append(muts, usageMuts...), nil, nil
 	})
 	return err
 }

@@ -120,7 +120,7 @@ func Open(path string, opts Options) (*Ledger, error) {
 				return fmt.Errorf("creating bucket %s: %w", name, err)
 			}
 		}
-		return nil
+		return ensureUsage(tx)
 	})
 	if err == nil && created {
 		// A new file's directory entry must be durable too, or a crash

@@ -47,7 +47,10 @@ func (l *Ledger) Update(ctx context.Context, id string, fn func(*storage.Record)
 	return l.write(ctx, updateOp(id, fn))
 }
 
-func createOp(rec *storage.Record) (prepareFunc, error) {
+func createOp(rec *storage.Record) (prepareFunc, error) { return createOpWithin(rec, nil) }
+
+// createOpWithin is createOp with a quota check when lim is set.
+func createOpWithin(rec *storage.Record, lim *storage.Limits) (prepareFunc, error) {
 	if err := checkRecord(rec); err != nil {
 		return nil, err
 	}
@@ -71,6 +74,7 @@ func createOp(rec *storage.Record) (prepareFunc, error) {
 	if rec.Internal.Notify {
 		snap = rec.Clone()
 	}
+	qkey, changes, adm := storage.QuotaKeyOf(rec), storage.UsageChanges(nil, rec), newAdmission(rec, lim)
 	return func(tx *bolt.Tx) ([]mutation, *storage.Record, error) {
 		if tx.Bucket(bucketRecords).Get(id) != nil {
 			return nil, nil, fmt.Errorf("record %s exists: %w", id, storage.ErrConflict)
@@ -78,15 +82,20 @@ func createOp(rec *storage.Record) (prepareFunc, error) {
 		if tx.Bucket(bucketKeys).Get(kk) != nil {
 			return nil, nil, fmt.Errorf("key %q in store %q is taken: %w", key, store, storage.ErrConflict)
 		}
+		usageMuts, err := usageMutations(tx, qkey, changes, adm)
+		if err != nil {
+			return nil, nil, err
+		}
+		out := append(muts[:len(muts):len(muts)], usageMuts...)
 		if snap == nil {
-			return muts, nil, nil
+			return out, nil, nil
 		}
 		// A record created in a final status reports it at once.
 		evMuts, err := eventMutations(tx, storage.StatusPending, snap)
 		if err != nil {
 			return nil, nil, err
 		}
-		return append(muts[:len(muts):len(muts)], evMuts...), nil, nil
+		return append(out, evMuts...), nil, nil
 	}, nil
 }
 
@@ -136,6 +145,11 @@ func updateOp(id string, fn func(*storage.Record) error) prepareFunc {
 			return nil, nil, err
 		}
 		muts = append(muts, evMuts...)
+		usageMuts, err := usageMutations(tx, storage.QuotaKey{}, storage.UsageChanges(old, rec), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		muts = append(muts, usageMuts...)
 		// fn may have kept a pointer to rec; the caller gets its own copy.
 		return muts, rec.Clone(), nil
 	}

@@ -38,7 +38,12 @@ func (l *Ledger) Delete(ctx context.Context, id string, check func(*storage.Reco
 		if err := check(rec); err != nil {
 			return false, finalError{err}
 		}
-		if _, err := tx.Exec(ctx, l.q.deleteRecord, id); err != nil {
+		b := &pgx.Batch{}
+		b.Queue(l.q.deleteRecord, id)
+		if err := l.queueUsage(ctx, tx, b, storage.QuotaKey{}, storage.UsageChanges(rec, nil), nil); err != nil {
+			return false, err
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return false, err
 		}
 		// Deleting twice deletes once: a commit whose answer was lost can

@@ -137,7 +137,7 @@ func (g *groupCommit) run(batch []*createReq) {
 	defer cancel()
 
 	// One array per column: unnest turns them back into rows.
-	cols := make([]any, 12)
+	cols := make([]any, 12, 14)
 	for c := range cols {
 		cols[c] = columnSlice(c, len(batch))
 	}
@@ -146,11 +146,13 @@ func (g *groupCommit) run(batch []*createReq) {
 			cols[c] = appendColumn(cols[c], v)
 		}
 	}
+	keys, charges := groupUsageColumns(batch)
+	cols = append(cols, keys, charges)
 
 	lost := false
 	inserted := map[string]bool{}
 	err := l.retry(ctx, func() (bool, error) {
-		rows, err := l.pool.Query(ctx, l.q.insertRecords, cols...)
+		rows, err := l.pool.Query(ctx, l.qq.insertRecords, cols...)
 		if err == nil {
 			var ids []string
 			ids, err = pgx.CollectRows(rows, pgx.RowTo[string])

@@ -50,6 +50,7 @@ type Options struct {
 type Ledger struct {
 	pool     *pgxpool.Pool
 	q        queries
+	qq       quotaQueries
 	identity string
 	group    *groupCommit // nil with NoGroupCommit
 
@@ -93,6 +94,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Ledger, error) {
 	l := &Ledger{
 		pool:     pool,
 		q:        newQueries(pgx.Identifier{opts.Schema}.Sanitize()),
+		qq:       newQuotaQueries(pgx.Identifier{opts.Schema}.Sanitize()),
 		identity: identity(cfg.ConnConfig, opts.Schema),
 	}
 	if err := l.migrate(ctx, opts.Schema); err != nil {

@@ -64,6 +64,41 @@ var migrations = []string{
 		holder     text NOT NULL,
 		expires_at timestamptz NOT NULL
 	);`,
+
+	// Quotas: each route's and subject's usage (quota.go), keyed by
+	// storage.QuotaKey.Digest(): SHA-256 of the route and the source, each
+	// after its length in 4 big-endian bytes, then the subject. The records
+	// already stored are counted: pending ones with their charge (size, or
+	// the policy's max_size when created without one), confirmed ones into
+	// the totals. The sizes are read from the record's JSON with patterns
+	// on its escaped bytes, whatever the database's encoding: a string
+	// value cannot contain an unescaped quote, so only the record's own
+	// "size" and "max_size" fields match.
+	`CREATE TABLE %[1]s.usage (
+		key           bytea PRIMARY KEY,
+		route         text NOT NULL,
+		source        text NOT NULL,
+		subject       text NOT NULL,
+		pending       bigint NOT NULL,
+		pending_bytes bigint NOT NULL,
+		uploads       bigint NOT NULL,
+		bytes         bigint NOT NULL,
+		state         bytea NOT NULL
+	);
+	INSERT INTO %[1]s.usage (key, route, source, subject, pending, pending_bytes, uploads, bytes, state)
+	SELECT sha256(int4send(length(convert_to(route, 'UTF8'))) || convert_to(route, 'UTF8') ||
+			int4send(length(convert_to(source, 'UTF8'))) || convert_to(source, 'UTF8') || convert_to(subject, 'UTF8')),
+		route, source, subject,
+		count(*) FILTER (WHERE status = 'pending'),
+		coalesce(sum(CASE WHEN size > 0 THEN size ELSE max_size END) FILTER (WHERE status = 'pending'), 0),
+		count(*) FILTER (WHERE status = 'confirmed'),
+		coalesce(sum(size) FILTER (WHERE status = 'confirmed'), 0),
+		''::bytea
+	FROM (SELECT route, source, subject, status,
+			coalesce(substring(encode(data, 'escape') from ',"size":([0-9]+)')::bigint, 0) AS size,
+			coalesce(substring(encode(data, 'escape') from '"max_size":([0-9]+)')::bigint, 0) AS max_size
+		FROM %[1]s.records) r
+	GROUP BY route, source, subject;`,
 }
 
 // migrate brings the schema to the newest version. Instances starting at

@@ -89,6 +89,11 @@ func eventTime() any {
 // Create stores a new record; storage.ErrConflict if its id or (store, key)
 // exists already. rec is not retained.
 func (l *Ledger) Create(ctx context.Context, rec *storage.Record) error {
+	return l.create(ctx, rec, nil)
+}
+
+// create is Create, within lim when it is set (CreateWithin).
+func (l *Ledger) create(ctx context.Context, rec *storage.Record, lim *storage.Limits) error {
 	if err := l.begin(ctx); err != nil {
 		return err
 	}
@@ -102,40 +107,16 @@ func (l *Ledger) Create(ctx context.Context, rec *storage.Record) error {
 	args := recordArgs(rec, data)
 	// A record created in a final status reports it at once.
 	ev := eventArgs(storage.StatusPending, rec, data)
-	if ev == nil && l.group != nil {
-		return l.group.create(ctx, rec, args)
-	}
-
-	lost := false
-	err = l.retry(ctx, func() (bool, error) {
-		var err error
-		if ev == nil {
-			_, err = l.pool.Exec(ctx, l.q.insertRecord, args...)
-		} else {
-			// One round trip, one implicit transaction: both or neither.
-			b := &pgx.Batch{}
-			b.Queue(l.q.insertRecord, args...)
-			b.Queue(l.q.upsertEvent, ev...)
-			err = l.pool.SendBatch(ctx, b).Close()
+	// A pending create is added to its usage in SQL; a quota check, or a
+	// record created in another status, needs the usage row locked and
+	// read (createTx).
+	if ev == nil && lim == nil && rec.Status == storage.StatusPending {
+		if l.group != nil {
+			return l.group.create(ctx, rec, args)
 		}
-		lost = lost || l.connLost(ctx, err)
-		// Safe to try again: if the lost attempt did commit, the next one
-		// meets that very record and counts as its answer (below).
-		return true, err
-	})
-	if isUniqueViolation(err) {
-		if lost && l.storedAs(ctx, rec.ID, data) {
-			err = nil
-		} else {
-			return conflictError(rec, err)
-		}
+		return l.createPending(ctx, rec, data, args)
 	}
-	if err != nil {
-		return l.dbErr(ctx, err)
-	}
-	l.writes.Add(1)
-	l.commits.Add(1)
-	return nil
+	return l.createTx(ctx, rec, data, args, ev, lim)
 }
 
 // storedAs reports whether record id is stored with exactly data: the
@@ -220,6 +201,9 @@ func (l *Ledger) Update(ctx context.Context, id string, fn func(*storage.Record)
 		wb.Queue(l.q.updateRecord, recordArgs(rec, data)...)
 		if ev := eventArgs(old.Status, rec, data); ev != nil {
 			wb.Queue(l.q.upsertEvent, ev...)
+		}
+		if err := l.queueUsage(ctx, tx, wb, storage.QuotaKey{}, storage.UsageChanges(old, rec), nil); err != nil {
+			return false, err
 		}
 		err = tx.SendBatch(ctx, wb).Close()
 		if err == nil {
