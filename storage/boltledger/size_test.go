@@ -89,10 +89,12 @@ func TestSteadyStateFileSize(t *testing.T) {
 	}
 	steady, kept := run(true), run(false)
 	t.Logf("file size after each quarter of 3000 records at the limits: %v with a window of 300 live records, %v with all kept", steady, kept)
-	if steady[3] > steady[2] || steady[2] > steady[1]*5/4 {
+	// bbolt grows its file in doubling steps while its freelist settles;
+	// then it stops: the last quarter adds nothing.
+	if steady[3] > steady[2] {
 		t.Errorf("the file keeps growing: %v", steady)
 	}
-	if kept[3] <= steady[3]*2 {
+	if kept[3] < steady[3]*4 {
 		t.Errorf("control: keeping every record should need far more room: %v vs %v", kept, steady)
 	}
 }
