@@ -241,7 +241,7 @@ func storeProbe(s storage.ObjectStore) func(context.Context) error {
 
 // ready implements readinessReporter.
 func (a *oidcAuth) ready() (string, bool) {
-	return strings.TrimPrefix(a.source, "oidc "), a.verifier.Ready()
+	return strings.TrimPrefix(a.issuerSource, "oidc "), a.verifier.Ready()
 }
 
 // Interface guards

@@ -2,6 +2,7 @@ package caddyupload
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -72,6 +73,7 @@ func (a adminRecords) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: recordsPath, Handler: caddy.AdminHandlerFunc(a.serveList)},
 		{Pattern: recordsPrefix, Handler: caddy.AdminHandlerFunc(a.serveRecord)},
+		{Pattern: usagePath, Handler: caddy.AdminHandlerFunc(a.serveUsage)},
 	}
 }
 
@@ -485,3 +487,46 @@ func (adminRecords) servePurge(w http.ResponseWriter, r *http.Request) error {
 
 // Interface guards
 var _ caddy.AdminRouter = adminRecords{}
+
+const usagePath = "/upload/usage"
+
+// adminUsage is a subject's usage of a route, as GET /usage shows it to
+// the subject.
+type adminUsage struct {
+	Route   string `json:"route"`
+	Subject string `json:"subject"`
+	Source  string `json:"source"`
+	usageResponse
+}
+
+// serveUsage answers GET /upload/usage?route=&subject=[&source=]: the
+// subject's usage of the running route against its limits. source
+// defaults to the route's own identity source.
+func (adminRecords) serveUsage(w http.ResponseWriter, r *http.Request) error {
+	if err := allowMethods(w, r, http.MethodGet); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	route, subject := q.Get("route"), q.Get("subject")
+	if route == "" || subject == "" {
+		return adminBadRequest("route and subject are required")
+	}
+	for _, h := range runningHandlers() {
+		if h.Name != route {
+			continue
+		}
+		if h.quotas == nil {
+			return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf("route %q keeps no usage: its ledger counts none", route)}
+		}
+		source := h.auth.source()
+		if q.Has("source") {
+			source = q.Get("source")
+		}
+		u, err := h.usageOf(r.Context(), storage.QuotaKey{Route: route, Source: source, Subject: subject})
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("reading the usage: %v", err)}
+		}
+		return json.NewEncoder(w).Encode(adminUsage{Route: route, Subject: subject, Source: source, usageResponse: u})
+	}
+	return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no upload route %q is running", route)}
+}

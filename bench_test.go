@@ -25,7 +25,8 @@ type staticAuth struct{ sub string }
 func (a staticAuth) authenticate(*http.Request) (identity, *apiError) {
 	return identity{Subject: a.sub}, nil
 }
-func (staticAuth) release() {}
+func (staticAuth) release()       {}
+func (staticAuth) source() string { return "" }
 
 // benchHandler is a provisioned-by-hand handler on a real bbolt ledger and
 // the S3 presigner (presigning and the ledger write are the whole create

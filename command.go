@@ -35,7 +35,8 @@ browsers need to upload straight to a bucket from your site.
 
 "upload ls", "show", "abort" and "purge" find, inspect, abort and purge the
 upload records of a running Caddy through its admin API (--address, or the
-admin address of --config; default $CADDY_ADMIN or localhost:2019).`,
+admin address of --config; default $CADDY_ADMIN or localhost:2019); "upload
+usage" shows a subject's usage of a route against its quota.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			put := &cobra.Command{
 				Use:   "put <file> <route-url>",

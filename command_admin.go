@@ -77,7 +77,22 @@ filters first to see what it would delete.`,
 	purge.Flags().String("status", "", "only records in this status: confirmed, aborted, expired or rejected")
 	purge.Flags().String("subject", "", "only records of this subject")
 
-	cmds := []*cobra.Command{ls, show, abort, purge}
+	usage := &cobra.Command{
+		Use:   "usage --route <name> --subject <s> [--source <source>]",
+		Short: "Shows a subject's usage of a route against its quota",
+		Long: `
+Shows what a subject holds on a route (pending uploads and bytes, uploads
+and bytes counted against the route's quota, the create rate left) and the
+route's limits. --source picks the identity source when the subject could
+come from several (default: the route's own).`,
+		Args: cobra.NoArgs,
+		RunE: runUploadUsage,
+	}
+	usage.Flags().String("route", "", "required: the route (its name)")
+	usage.Flags().String("subject", "", "required: the subject")
+	usage.Flags().String("source", "", "the identity source (default: the route's)")
+
+	cmds := []*cobra.Command{ls, show, abort, purge, usage}
 	for _, c := range cmds {
 		c.Flags().String("address", "", "the admin API's address (default: from --config, else $CADDY_ADMIN or localhost:2019)")
 		c.Flags().StringP("config", "c", "", "the Caddy config to read the admin address from, if --address is not given")
@@ -309,4 +324,42 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
+}
+
+func runUploadUsage(cmd *cobra.Command, _ []string) error {
+	q := queryFlags(cmd, "route", "subject", "source")
+	if q.Get("route") == "" || q.Get("subject") == "" {
+		return fmt.Errorf("--route and --subject are required")
+	}
+	body, err := adminCall(cmd, http.MethodGet, usagePath, q)
+	if err != nil {
+		return err
+	}
+	if jsonOutput(cmd) {
+		_, err := cmd.OutOrStdout().Write(body)
+		return err
+	}
+	var u adminUsage
+	if err := json.Unmarshal(body, &u); err != nil {
+		return fmt.Errorf("reading the admin API's answer: %v", err)
+	}
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "route\t%s\nsubject\t%s\nsource\t%s\n\nLIMIT\tUSED\tOF\tWINDOW\n", u.Route, u.Subject, u.Source)
+	for _, e := range []struct {
+		name string
+		e    usageEntry
+	}{{"pending", u.Pending}, {"pending_bytes", u.PendingBytes}, {"uploads", u.Uploads}, {"bytes", u.Bytes}} {
+		of, window := "-", "in all"
+		if e.e.Limit != nil {
+			of = fmt.Sprint(*e.e.Limit)
+		}
+		if e.e.WindowSeconds > 0 {
+			window = (time.Duration(e.e.WindowSeconds) * time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.name, e.e.Used, of, window)
+	}
+	if u.Rate != nil {
+		fmt.Fprintf(tw, "rate\t%d left\t%d per %s (burst %d)\t\n", u.Rate.Remaining, u.Rate.Limit, time.Duration(u.Rate.WindowSeconds)*time.Second, u.Rate.Burst)
+	}
+	return tw.Flush()
 }

@@ -39,6 +39,8 @@ type identity struct {
 // authenticator finds the caller of a request.
 type authenticator interface {
 	authenticate(r *http.Request) (identity, *apiError)
+	// source is the Source of the identities it finds.
+	source() string
 	release()
 }
 
@@ -89,16 +91,20 @@ func (a caddyAuth) authenticate(r *http.Request) (identity, *apiError) {
 
 func (caddyAuth) release() {}
 
+func (a caddyAuth) source() string { return a.subject }
+
 // oidcAuth verifies an OIDC JWT from the Authorization header or a cookie.
 type oidcAuth struct {
-	verifier *oidcauth.Verifier
-	free     func()
-	source   string
-	cookie   string
-	noHeader bool
-	require  []oidcauth.Requirement
-	logger   *zap.Logger
+	verifier     *oidcauth.Verifier
+	free         func()
+	issuerSource string
+	cookie       string
+	noHeader     bool
+	require      []oidcauth.Requirement
+	logger       *zap.Logger
 }
+
+func (a *oidcAuth) source() string { return a.issuerSource }
 
 func (a *oidcAuth) release() {
 	if a.free != nil {
@@ -129,7 +135,7 @@ func (a *oidcAuth) authenticate(r *http.Request) (identity, *apiError) {
 	if e := checkSubject(who.Subject); e != nil {
 		return identity{}, e
 	}
-	return identity{Subject: who.Subject, Source: a.source, Claims: who.Claims, Ambient: fromCookie}, nil
+	return identity{Subject: who.Subject, Source: a.issuerSource, Claims: who.Claims, Ambient: fromCookie}, nil
 }
 
 // token returns the bearer token of r and whether it came from the cookie.

@@ -94,5 +94,5 @@ func (h *Handler) newAuthenticator(ctx caddy.Context) (authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %v", err)
 	}
-	return &oidcAuth{verifier: v, free: free, source: "oidc " + issuer, cookie: o.Cookie, noHeader: o.DisableHeader, require: reqs, logger: h.logger}, nil
+	return &oidcAuth{verifier: v, free: free, issuerSource: "oidc " + issuer, cookie: o.Cookie, noHeader: o.DisableHeader, require: reqs, logger: h.logger}, nil
 }

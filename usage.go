@@ -1,6 +1,7 @@
 package caddyupload
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"time"
@@ -43,10 +44,20 @@ func (h *Handler) serveUsage(c *call) error {
 	if h.quotas == nil {
 		return errNotFound()
 	}
-	key := storage.QuotaKey{Route: h.Name, Source: c.who.Source, Subject: c.who.Subject}
-	u, err := h.quotas.Usage(c.ctx(), key)
+	resp, err := h.usageOf(c.ctx(), storage.QuotaKey{Route: h.Name, Source: c.who.Source, Subject: c.who.Subject})
 	if err != nil {
 		return errLedger(err)
+	}
+	writeJSON(c.w, http.StatusOK, resp)
+	return nil
+}
+
+// usageOf is a subject's usage of this route against its limits: what
+// GET /usage answers the caller and the admin API anyone.
+func (h *Handler) usageOf(ctx context.Context, key storage.QuotaKey) (usageResponse, error) {
+	u, err := h.quotas.Usage(ctx, key)
+	if err != nil {
+		return usageResponse{}, err
 	}
 	now := time.Now()
 	lim := h.limits
@@ -78,6 +89,5 @@ func (h *Handler) serveUsage(c *call) error {
 			Burst:         burst,
 		}
 	}
-	writeJSON(c.w, http.StatusOK, resp)
-	return nil
+	return resp, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -189,5 +190,41 @@ func TestAdminCommands(t *testing.T) {
 	l = listJSON(t, addr)
 	if len(l.Records) != 3 || statusOf(l, confirmed) != "" {
 		t.Errorf("after the purge: %+v", l)
+	}
+}
+
+// TestUsageCommand: `caddy upload usage` shows a subject's usage of a
+// route against its quota, as the table and as JSON; an unknown route is
+// an error.
+func TestUsageCommand(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	s.Upload = "name notes\n\t\t\tquota {\n\t\t\t\tpending 5\n\t\t\t\tuploads 10 per 24h\n\t\t\t}"
+	s.start(t)
+	addr := "--address=" + realservers.Addr(s.Admin)
+	s.upload(t, "kept")
+	s.create(t, "a.txt", 3, "text/plain")
+	s.create(t, "b.txt", 3, "text/plain")
+
+	table := mustUpload(t, "usage", addr, "--route=notes", "--subject="+user)
+	if !regexp.MustCompile(`(?m)^pending\s+2\s+5\s+in all$`).MatchString(table) || !regexp.MustCompile(`(?m)^uploads\s+3\s+10\s+24h0m0s$`).MatchString(table) {
+		t.Errorf("usage printed:\n%s", table)
+	}
+	var u struct {
+		Route   string `json:"route"`
+		Pending struct {
+			Used  int64 `json:"used"`
+			Limit int64 `json:"limit"`
+		} `json:"pending"`
+	}
+	if err := json.Unmarshal([]byte(mustUpload(t, "usage", addr, "--route=notes", "--subject="+user, "--json")), &u); err != nil || u.Route != "notes" || u.Pending.Used != 2 || u.Pending.Limit != 5 {
+		t.Errorf("usage --json: %+v %v", u, err)
+	}
+	// Another subject holds nothing; an unknown route is refused.
+	if other := mustUpload(t, "usage", addr, "--route=notes", "--subject=nobody"); !regexp.MustCompile(`(?m)^pending\s+0\s+5`).MatchString(other) {
+		t.Errorf("usage of another subject:\n%s", other)
+	}
+	if out, errOut, ok := caddyUpload(t, nil, "usage", addr, "--route=nope", "--subject="+user); ok {
+		t.Errorf("usage of an unknown route succeeded:\n%s%s", out, errOut)
 	}
 }
