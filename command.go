@@ -51,6 +51,7 @@ usage" shows a subject's usage of a route against its quota.`,
 			put.Flags().Bool("quiet", false, "print only the record")
 			cmd.AddCommand(put, corsCommand())
 			cmd.AddCommand(adminCommands()...)
+			cmd.AddCommand(migrateCommand())
 		},
 	})
 }

@@ -51,6 +51,7 @@ type Ledger struct {
 	pool     *pgxpool.Pool
 	q        queries
 	qq       quotaQueries
+	schema   string // quoted
 	identity string
 	group    *groupCommit // nil with NoGroupCommit
 
@@ -94,6 +95,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Ledger, error) {
 	l := &Ledger{
 		pool:     pool,
 		q:        newQueries(pgx.Identifier{opts.Schema}.Sanitize()),
+		schema:   pgx.Identifier{opts.Schema}.Sanitize(),
 		qq:       newQuotaQueries(pgx.Identifier{opts.Schema}.Sanitize()),
 		identity: identity(cfg.ConnConfig, opts.Schema),
 	}

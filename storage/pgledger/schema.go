@@ -85,6 +85,13 @@ var migrations = []string{
 		bytes         bigint NOT NULL,
 		state         bytea NOT NULL
 	);
+	` + recountUsage,
+}
+
+// recountUsage counts every subject's usage from the records (schema as
+// %[1]s): the quota migration runs it on the records already stored, an
+// import (import.go) on the records it brought.
+const recountUsage = `
 	INSERT INTO %[1]s.usage (key, route, source, subject, pending, pending_bytes, uploads, bytes, state)
 	SELECT sha256(int4send(length(convert_to(route, 'UTF8'))) || convert_to(route, 'UTF8') ||
 			int4send(length(convert_to(source, 'UTF8'))) || convert_to(source, 'UTF8') || convert_to(subject, 'UTF8')),
@@ -98,8 +105,7 @@ var migrations = []string{
 			coalesce(substring(encode(data, 'escape') from ',"size":([0-9]+)')::bigint, 0) AS size,
 			coalesce(substring(encode(data, 'escape') from '"max_size":([0-9]+)')::bigint, 0) AS max_size
 		FROM %[1]s.records) r
-	GROUP BY route, source, subject;`,
-}
+	GROUP BY route, source, subject;`
 
 // migrate brings the schema to the newest version. Instances starting at
 // once serialize on an advisory lock held until the transaction ends, so
