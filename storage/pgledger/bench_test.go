@@ -88,3 +88,35 @@ func BenchmarkGet(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCreateInstances is BenchmarkCreate's group-commit mode with the
+// creates spread over one or two Ledger values on one schema, as one or two
+// Caddy instances share a database.
+func BenchmarkCreateInstances(b *testing.B) {
+	dsn := realservers.Postgres(b)
+	for _, instances := range []int{1, 2} {
+		b.Run(fmt.Sprintf("instances=%d", instances), func(b *testing.B) {
+			schema := "bench_" + fmt.Sprint(rand.Uint64())
+			ls := make([]*Ledger, instances)
+			for i := range ls {
+				ls[i] = openTest(b, dsn, Options{Schema: schema, MaxConns: int32(16 / instances)})
+			}
+			var n atomic.Int64
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					id := fmt.Sprintf("bench-%09d", i)
+					r := testRecord(id, "k/"+id)
+					r.Internal.Subject = fmt.Sprintf("user-%d", i%64) // users spread, as on a site
+					if err := ls[i%int64(instances)].Create(context.Background(), r); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+		})
+	}
+}
