@@ -50,9 +50,10 @@ import (
 // retried after a random wait of up to 1s, 2s, 4s, ... capped at
 // MaxBackoff; after MaxAttempts the event is parked until an operator
 // replays it through the admin API (`POST /upload/outbox/replay/<id>`).
-// Events of a route are delivered one at a time, oldest first; an upload's
-// events in the order they happened, the later waiting while an earlier
-// one is retried or parked. Events of different uploads have no order.
+// Events of a route are delivered oldest first, up to Concurrency at a
+// time; an upload's events one after the other, in the order they
+// happened, the later waiting while an earlier one is retried or parked.
+// Events of different uploads have no order.
 type Webhook struct {
 	// URL receives the events. {env.*} placeholders are resolved when the
 	// config loads. Required.
@@ -69,6 +70,10 @@ type Webhook struct {
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// MaxBackoff caps the wait between two attempts. Default: 1h.
 	MaxBackoff caddy.Duration `json:"max_backoff,omitempty"`
+	// Concurrency is how many events may be under way to the application
+	// at once, each of a different upload (1 to 100); 1 sends them one
+	// after the other. Default: 8.
+	Concurrency int `json:"concurrency,omitempty"`
 
 	cfg        webhook.Config
 	dispatcher *webhook.Dispatcher
@@ -80,10 +85,12 @@ func (w *Webhook) provision() error {
 		Timeout:     time.Duration(w.Timeout),
 		MaxAttempts: w.MaxAttempts,
 		MaxBackoff:  time.Duration(w.MaxBackoff),
+		Concurrency: w.Concurrency,
 	}.WithDefaults()
 	w.Timeout = caddy.Duration(cfg.Timeout)
 	w.MaxAttempts = cfg.MaxAttempts
 	w.MaxBackoff = caddy.Duration(cfg.MaxBackoff)
+	w.Concurrency = cfg.Concurrency
 	repl := caddy.NewReplacer()
 	cfg.URL = repl.ReplaceKnown(w.URL, "")
 	cfg.Secret = []byte(repl.ReplaceKnown(w.Secret, ""))

@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddyupload/caddyupload/internal/webhook"
 )
 
 // parseWebhook parses the webhook subdirective of upload; the current token
@@ -14,6 +16,7 @@ import (
 //	    timeout       <duration>
 //	    max_attempts  <n>
 //	    max_backoff   <duration>
+//	    concurrency   <n>
 //	}
 func parseWebhook(d *caddyfile.Dispenser) (*Webhook, error) {
 	w := new(Webhook)
@@ -35,6 +38,15 @@ func parseWebhook(d *caddyfile.Dispenser) (*Webhook, error) {
 					return nil, d.Errf("max_attempts: expected a positive integer, got %q", s)
 				}
 				w.MaxAttempts = n
+			}
+		case "concurrency":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				n, convErr := strconv.Atoi(s)
+				if convErr != nil || n < 1 || n > webhook.MaxConcurrency {
+					return nil, d.Errf("concurrency: expected an integer from 1 to %d, got %q", webhook.MaxConcurrency, s)
+				}
+				w.Concurrency = n
 			}
 		case "max_backoff":
 			err = durationArg(d, &w.MaxBackoff)

@@ -15,6 +15,7 @@ func TestParseWebhook(t *testing.T) {
 			timeout 5s
 			max_attempts 20
 			max_backoff 30m
+			concurrency 32
 		}
 		max_size 5MiB
 	}`))
@@ -23,7 +24,7 @@ func TestParseWebhook(t *testing.T) {
 	}
 	w := h.Webhook
 	if w == nil || w.URL != "https://app.example.com/hooks/uploads?v=1" || w.Secret != "{env.UPLOAD_WEBHOOK_SECRET}" ||
-		time.Duration(w.Timeout) != 5*time.Second || w.MaxAttempts != 20 || time.Duration(w.MaxBackoff) != 30*time.Minute {
+		time.Duration(w.Timeout) != 5*time.Second || w.MaxAttempts != 20 || time.Duration(w.MaxBackoff) != 30*time.Minute || w.Concurrency != 32 {
 		t.Errorf("unexpected webhook: %+v", w)
 	}
 	if h.MaxSize != 5<<20 {
@@ -34,7 +35,7 @@ func TestParseWebhook(t *testing.T) {
 	if err := minimal.UnmarshalCaddyfile(caddyfile.NewTestDispenser("upload {\n webhook http://app/h {\n secret s\n }\n}")); err != nil {
 		t.Fatal(err)
 	}
-	if w := minimal.Webhook; w == nil || w.URL != "http://app/h" || w.Secret != "s" || w.Timeout != 0 || w.MaxAttempts != 0 || w.MaxBackoff != 0 {
+	if w := minimal.Webhook; w == nil || w.URL != "http://app/h" || w.Secret != "s" || w.Timeout != 0 || w.MaxAttempts != 0 || w.MaxBackoff != 0 || w.Concurrency != 0 {
 		t.Errorf("unexpected minimal webhook: %+v", w)
 	}
 }
@@ -51,6 +52,12 @@ func TestParseWebhookErrors(t *testing.T) {
 		"upload {\n webhook http://a {\n secret s\n max_attempts many\n }\n}",
 		"upload {\n webhook http://a {\n secret s\n max_backoff\n }\n}",
 		"upload {\n webhook http://a {\n secret s\n bogus\n }\n}",
+		"upload {\n webhook http://a {\n secret s\n concurrency 0\n }\n}",
+		"upload {\n webhook http://a {\n secret s\n concurrency 101\n }\n}",
+		"upload {\n webhook http://a {\n secret s\n concurrency -1\n }\n}",
+		"upload {\n webhook http://a {\n secret s\n concurrency lots\n }\n}",
+		"upload {\n webhook http://a {\n secret s\n concurrency\n }\n}",
+		"upload {\n webhook http://a {\n secret s\n concurrency 2 4\n }\n}",
 	} {
 		var h Handler
 		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
@@ -65,8 +72,12 @@ func TestWebhookProvision(t *testing.T) {
 	if err := w.provision(); err != nil {
 		t.Fatal(err)
 	}
-	if string(w.cfg.Secret) != "0123456789abcdef-secret" || w.cfg.URL != "http://127.0.0.1:9/hook" || time.Duration(w.Timeout) != 10*time.Second || w.MaxAttempts != 12 || time.Duration(w.MaxBackoff) != time.Hour {
+	if string(w.cfg.Secret) != "0123456789abcdef-secret" || w.cfg.URL != "http://127.0.0.1:9/hook" || time.Duration(w.Timeout) != 10*time.Second || w.MaxAttempts != 12 || time.Duration(w.MaxBackoff) != time.Hour || w.Concurrency != 8 || w.cfg.Concurrency != 8 {
 		t.Errorf("defaults or secret not applied: %+v", w)
+	}
+	set := Webhook{URL: "http://a/h", Secret: "0123456789abcdef", Concurrency: 1}
+	if err := set.provision(); err != nil || set.cfg.Concurrency != 1 {
+		t.Errorf("concurrency 1 not passed on: %v, %+v", err, set.cfg)
 	}
 	for name, bad := range map[string]Webhook{
 		"unset secret":  {URL: "http://a/h", Secret: "{env.CU_TEST_HOOK_UNSET}"},
@@ -74,6 +85,8 @@ func TestWebhookProvision(t *testing.T) {
 		"relative url":  {URL: "/hook", Secret: "0123456789abcdef"},
 		"ftp url":       {URL: "ftp://a/h", Secret: "0123456789abcdef"},
 		"short backoff": {URL: "http://a/h", Secret: "0123456789abcdef", MaxBackoff: 1},
+		"concurrency":   {URL: "http://a/h", Secret: "0123456789abcdef", Concurrency: 101},
+		"negative conc": {URL: "http://a/h", Secret: "0123456789abcdef", Concurrency: -1},
 	} {
 		if err := bad.provision(); err == nil {
 			t.Errorf("%s: expected an error", name)

@@ -14,10 +14,15 @@ import (
 	"github.com/caddyupload/caddyupload/storage"
 )
 
-// newClient is the HTTP client of one dispatcher.
-func newClient() *http.Client {
+// newClient is the HTTP client of a dispatcher that makes up to
+// concurrency attempts at once.
+func newClient(concurrency int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Keep a connection for every attempt that may be under way, rather
+	// than the default two, so that concurrent attempts reuse theirs.
+	t.MaxIdleConnsPerHost = max(concurrency, 2)
 	return &http.Client{
-		Transport: http.DefaultTransport.(*http.Transport).Clone(),
+		Transport: t,
 		// A redirect is an answer other than 2xx: retried, never followed
 		// to a place the operator did not configure.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -43,12 +43,14 @@ type Options struct {
 	// OnAttempt, when set, is told each recorded attempt's outcome:
 	// "delivered", "failed" (retried later) or "parked" (for metrics).
 	OnAttempt func(outcome string)
-	// OnDue, when set, is told how many events each round found due.
+	// OnDue, when set, is told how many events each listing of due events
+	// found waiting, beside those already under way (at most one batch).
 	OnDue func(n int)
 }
 
-// Dispatcher delivers the outbox events of one route, one at a time,
-// oldest first; the events of one upload in the order they happened.
+// Dispatcher delivers the outbox events of one route, oldest first, up to
+// Config.Concurrency at a time; the events of one upload one after the
+// other, in the order they happened.
 type Dispatcher struct {
 	cfg Config
 	// stdKey is the HMAC key of the webhook-signature header.
@@ -138,7 +140,7 @@ func newDispatcher(cfg Config, o Options) (*Dispatcher, error) {
 		outbox: o.Outbox,
 		route:  o.Route,
 		key:    identity(o.Outbox) + "\x00" + o.Route,
-		client: newClient(),
+		client: newClient(cfg.Concurrency),
 		logger: o.Logger,
 		now:    o.Now,
 		jitter: rand.N[time.Duration],
@@ -274,9 +276,10 @@ const releaseTimeout = 2 * time.Second
 // SharedLeaseTTL is how long the lease on a route's events lasts on an
 // outbox shared by several processes: an instance takes delivery over at
 // most this long (plus a tick) after the holder's last renewal, which it
-// makes every round. It leaves room for an attempt started near the end of
-// the lease to finish, and its outcome to be recorded, before another
-// instance can take over.
+// makes at most once a tick, before it lists events or starts an attempt.
+// It leaves room for attempts started near the end of the lease to finish,
+// and their outcomes to be recorded, before another instance can take
+// over.
 func SharedLeaseTTL(cfg Config) time.Duration { return 2*cfg.Timeout + 5*time.Second }
 
 // attemptRoom is the least lease an attempt starts with: its timeout and
@@ -332,8 +335,7 @@ func (d *Dispatcher) run(ctx context.Context) {
 	ticker := time.NewTicker(d.tick)
 	defer ticker.Stop()
 	for {
-		for d.round(ctx) {
-		}
+		d.round(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -341,52 +343,6 @@ func (d *Dispatcher) run(ctx context.Context) {
 		case <-d.wakeup:
 		}
 	}
-}
-
-// round delivers the events due now, one at a time, and reports whether
-// more may be waiting: it handled a full batch, or delivered an event.
-func (d *Dispatcher) round(ctx context.Context) bool {
-	d.lease.round.Lock()
-	defer d.lease.round.Unlock()
-	if ctx.Err() != nil || !d.lease.holds(d) || !d.holdsShared(ctx) {
-		return false
-	}
-	evs, err := d.outbox.DueEvents(ctx, d.route, d.now(), batch)
-	if err != nil {
-		d.logOutboxError(ctx, "listing due webhook events failed; will retry", "", err)
-		return false
-	}
-	d.onDue(len(evs))
-	// The outbox lists no event while an earlier one of its upload waits,
-	// so across rounds one upload's events go out in order. Within this
-	// round, an upload whose event failed gets no further attempt either,
-	// should a batch ever hold two of its events.
-	var (
-		failed  map[string]bool
-		settled bool
-	)
-	for _, ev := range evs {
-		if ctx.Err() != nil || !d.lease.holds(d) || !d.holdsShared(ctx) {
-			return false
-		}
-		if ev.Record != nil && failed[ev.Record.ID] {
-			continue
-		}
-		recorded, delivered := d.deliver(ctx, ev)
-		if !recorded {
-			return false
-		}
-		settled = settled || delivered
-		if !delivered && ev.Record != nil {
-			if failed == nil {
-				failed = map[string]bool{}
-			}
-			failed[ev.Record.ID] = true
-		}
-	}
-	// A delivered event may have held back the next event of its upload,
-	// due now: another round sends it at once rather than at the tick.
-	return len(evs) == batch || settled
 }
 
 // deliver makes one attempt and records its outcome; it reports whether

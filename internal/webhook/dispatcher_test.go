@@ -342,39 +342,44 @@ func TestLeaseNewestDelivers(t *testing.T) {
 
 // TestTakeoverNoDuplicates stops the lease holder in the middle of a
 // backlog: the other dispatcher finishes it, and no event arrives twice.
+// One at a time, the events go out oldest first.
 func TestTakeoverNoDuplicates(t *testing.T) {
-	clock := newClock()
-	a, b := newReceiver(t, clock.Now), newReceiver(t, clock.Now)
-	b.delay.Store(int64(5 * time.Millisecond))
-	outbox := newOutbox(t.Name(), clock.Now)
-	var ids []string
-	for i := range 40 {
-		ids = append(ids, outbox.add("docs", "rec"+strconv.Itoa(i), clock.Now().Add(time.Duration(i))))
-	}
-	clock.Advance(time.Second)
-	testDispatcher(t, Config{URL: a.srv.URL}, outbox, clock.Now, 5*time.Millisecond)
-	_, stopB := testDispatcher(t, Config{URL: b.srv.URL}, outbox, clock.Now, 5*time.Millisecond)
-	eventually(t, "part of the backlog delivered", func() bool { return len(b.got()) >= 10 })
-	stopB()
-	eventually(t, "the backlog delivered", func() bool {
-		outbox.mu.Lock()
-		defer outbox.mu.Unlock()
-		return len(outbox.events) == 0
-	})
-	if len(a.got()) == 0 || len(b.got()) == 0 {
-		t.Fatalf("a got %d, b %d: no takeover happened", len(a.got()), len(b.got()))
-	}
-	outbox.mu.Lock()
-	acks := append([]string(nil), outbox.acks...)
-	outbox.mu.Unlock()
-	for i, id := range ids {
-		if n := a.count(id) + b.count(id); n != 1 {
-			t.Errorf("%s delivered %d times", id, n)
-		}
-		// Oldest first, across the takeover.
-		if acks[i] != id {
-			t.Errorf("ack %d is %s, want %s", i, acks[i], id)
-		}
+	for _, conc := range []int{1, 8} {
+		t.Run(fmt.Sprintf("concurrency=%d", conc), func(t *testing.T) {
+			clock := newClock()
+			a, b := newReceiver(t, clock.Now), newReceiver(t, clock.Now)
+			b.delay.Store(int64(5 * time.Millisecond))
+			outbox := newOutbox(t.Name(), clock.Now)
+			var ids []string
+			for i := range 40 {
+				ids = append(ids, outbox.add("docs", "rec"+strconv.Itoa(i), clock.Now().Add(time.Duration(i))))
+			}
+			clock.Advance(time.Second)
+			testDispatcher(t, Config{URL: a.srv.URL, Concurrency: conc}, outbox, clock.Now, 5*time.Millisecond)
+			_, stopB := testDispatcher(t, Config{URL: b.srv.URL, Concurrency: conc}, outbox, clock.Now, 5*time.Millisecond)
+			eventually(t, "part of the backlog delivered", func() bool { return len(b.got()) >= 10 })
+			stopB()
+			eventually(t, "the backlog delivered", func() bool {
+				outbox.mu.Lock()
+				defer outbox.mu.Unlock()
+				return len(outbox.events) == 0
+			})
+			if len(a.got()) == 0 || len(b.got()) == 0 {
+				t.Fatalf("a got %d, b %d: no takeover happened", len(a.got()), len(b.got()))
+			}
+			outbox.mu.Lock()
+			acks := append([]string(nil), outbox.acks...)
+			outbox.mu.Unlock()
+			for i, id := range ids {
+				if n := a.count(id) + b.count(id); n != 1 {
+					t.Errorf("%s delivered %d times", id, n)
+				}
+				// Oldest first, across the takeover.
+				if conc == 1 && acks[i] != id {
+					t.Errorf("ack %d is %s, want %s", i, acks[i], id)
+				}
+			}
+		})
 	}
 }
 
@@ -393,7 +398,11 @@ func TestRecordOrder(t *testing.T) {
 			clock.Advance(1)
 			// A dispatcher makes its first round at once.
 			d, _ := testDispatcher(t, Config{URL: rcv.srv.URL}, outbox, clock.Now, time.Hour)
-			eventually(t, "the other upload's event delivered", func() bool { return outbox.get(other) == nil })
+			// The two go out side by side.
+			eventually(t, "the other upload's event delivered and the failure recorded", func() bool {
+				ev := outbox.get(conf)
+				return outbox.get(other) == nil && ev != nil && ev.Attempts > 0
+			})
 			if ev := outbox.get(conf); ev == nil || ev.Attempts != 1 || !ev.NextAttempt.After(clock.Now()) {
 				t.Fatalf("the failed event: %+v", ev)
 			}
@@ -446,5 +455,31 @@ func TestRecordOrderWithinRound(t *testing.T) {
 	}
 	if ev := outbox.get(aborted); ev == nil || ev.Attempts != 0 {
 		t.Fatalf("the later event: %+v", ev)
+	}
+}
+
+// TestRecordOrderListedOutOfOrder: should the outbox list two events of an
+// upload, the later one first (the earlier was retried, so its next
+// attempt is later), the earlier one still goes first, and the later only
+// once it is delivered.
+func TestRecordOrderListedOutOfOrder(t *testing.T) {
+	clock := newClock()
+	rcv := newReceiver(t, clock.Now)
+	rcv.delay.Store(int64(20 * time.Millisecond))
+	outbox := newOutbox(t.Name(), clock.Now)
+	outbox.loose = true
+	conf := outbox.addEvent("docs", "rec1", storage.StatusConfirmed, clock.Now())
+	aborted := outbox.addEvent("docs", "rec1", storage.StatusAborted, clock.Now().Add(1))
+	outbox.mu.Lock()
+	outbox.events[conf].NextAttempt = clock.Now().Add(2)
+	outbox.mu.Unlock()
+	clock.Advance(time.Second)
+	if evs, _ := outbox.DueEvents(t.Context(), "docs", clock.Now(), batch); len(evs) != 2 || evs[0].ID != aborted {
+		t.Fatalf("the outbox lists %v, want aborted first", evs)
+	}
+	testDispatcher(t, Config{URL: rcv.srv.URL}, outbox, clock.Now, time.Hour)
+	eventually(t, "both delivered", func() bool { return outbox.get(conf) == nil && outbox.get(aborted) == nil })
+	if got, want := rcv.log("rec1"), []string{conf + " 204", aborted + " 204"}; !slices.Equal(got, want) {
+		t.Fatalf("attempts %v, want %v", got, want)
 	}
 }

@@ -172,7 +172,7 @@ func TestStandardFixture(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := post(t.Context(), newClient(), &cfg, key, ev, signedAt); err != nil {
+		if err := post(t.Context(), newClient(cfg.Concurrency), &cfg, key, ev, signedAt); err != nil {
 			t.Fatal(err)
 		}
 		d := app.got()[i]

@@ -33,7 +33,13 @@ const (
 	DefaultTimeout     = 10 * time.Second
 	DefaultMaxAttempts = 12
 	DefaultMaxBackoff  = time.Hour
+	DefaultConcurrency = 8
 )
+
+// MaxConcurrency is the most attempts a dispatcher may have under way at
+// once: one batch of due events, so that a listing can keep every
+// attempt busy.
+const MaxConcurrency = batch
 
 // MinSecret is the shortest secret Validate accepts.
 const MinSecret = 16
@@ -52,6 +58,9 @@ type Config struct {
 	MaxAttempts int
 	// MaxBackoff caps the wait between two attempts.
 	MaxBackoff time.Duration
+	// Concurrency is how many attempts of different uploads may be under
+	// way at once; 1 sends one event after the other.
+	Concurrency int
 }
 
 // WithDefaults returns c with its zero fields set to the defaults.
@@ -64,6 +73,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
 	}
 	return c
 }
@@ -85,6 +97,8 @@ func (c Config) Validate() error {
 		return errors.New("max_attempts must be at least 1")
 	case c.MaxBackoff < time.Second:
 		return errors.New("max_backoff must be at least 1s")
+	case c.Concurrency < 1 || c.Concurrency > MaxConcurrency:
+		return fmt.Errorf("concurrency must be between 1 and %d", MaxConcurrency)
 	}
 	return nil
 }

@@ -138,7 +138,7 @@ func TestBody(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	c := Config{URL: "https://app.example.com/hooks?token=x", Secret: []byte(testSecret)}.WithDefaults()
-	if c.Timeout != 10*time.Second || c.MaxAttempts != 12 || c.MaxBackoff != time.Hour {
+	if c.Timeout != 10*time.Second || c.MaxAttempts != 12 || c.MaxBackoff != time.Hour || c.Concurrency != 8 {
 		t.Errorf("defaults: %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -147,8 +147,8 @@ func TestConfig(t *testing.T) {
 	if c := (Config{URL: c.URL, Secret: []byte(whsecSecret)}).WithDefaults(); c.Validate() != nil {
 		t.Fatalf("a whsec secret: %v", c.Validate())
 	}
-	set := Config{URL: "http://a/h", Secret: []byte(testSecret), Timeout: time.Second, MaxAttempts: 3, MaxBackoff: time.Minute}
-	if got := set.WithDefaults(); got.Timeout != set.Timeout || got.MaxAttempts != set.MaxAttempts || got.MaxBackoff != set.MaxBackoff {
+	set := Config{URL: "http://a/h", Secret: []byte(testSecret), Timeout: time.Second, MaxAttempts: 3, MaxBackoff: time.Minute, Concurrency: 1}
+	if got := set.WithDefaults(); got.Timeout != set.Timeout || got.MaxAttempts != set.MaxAttempts || got.MaxBackoff != set.MaxBackoff || got.Concurrency != 1 {
 		t.Errorf("defaults replaced set values: %+v", got)
 	}
 	for name, mod := range map[string]func(*Config){
@@ -161,6 +161,8 @@ func TestConfig(t *testing.T) {
 		"no attempts":     func(c *Config) { c.MaxAttempts = 0 },
 		"short backoff":   func(c *Config) { c.MaxBackoff = time.Second - 1 },
 		"negative tries":  func(c *Config) { c.MaxAttempts = -1 },
+		"no concurrency":  func(c *Config) { c.Concurrency = 0 },
+		"too concurrent":  func(c *Config) { c.Concurrency = MaxConcurrency + 1 },
 		"unparseable url": func(c *Config) { c.URL = "http://a b/%zz" },
 		"whsec not b64":   func(c *Config) { c.Secret = []byte("whsec_" + testSecret) },
 		"whsec url b64":   func(c *Config) { c.Secret = []byte("whsec_CzBVep_E6Q4zWH2ix-wRNluApcrvFDle") },
