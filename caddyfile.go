@@ -101,6 +101,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        timeout       <duration>
 //	        max_attempts  <n>
 //	        max_backoff   <duration>
+//	        concurrency   <n>
 //	    }
 //	}
 //
