@@ -176,9 +176,9 @@ func confirmUpload(s *testSite, user string) string {
 	return c.ID
 }
 
-// abortAndWait aborts upload id and waits for its event: every event of the
-// route that came before it has been acknowledged by then, since a route's
-// events go out one round after the other.
+// abortAndWait aborts upload id and waits for its event: every earlier
+// event of that upload has been acknowledged by then, since one upload's
+// events go out in order.
 func abortAndWait(s *testSite, r *hookReceiver, user, id string) hookPayload {
 	s.t.Helper()
 	if resp := s.call(user, "DELETE", "/"+id, nil, nil); resp.StatusCode != http.StatusNoContent {
