@@ -113,7 +113,7 @@ func TestBatchWriteFailure(t *testing.T) {
 	pc, _ := createOp(testRecord("c", "kc"))
 	broken := func(*bolt.Tx) ([]mutation, *storage.Record, error) {
 		return []mutation{
-			{bucket: bucketRecords, key: []byte("b"), value: []byte{encodingV1}},
+			{bucket: bucketRecords, key: []byte("b"), value: []byte{1}},
 			{bucket: bucketKeys, key: nil, value: []byte("b")}, // bbolt: key required
 		}, nil, nil
 	}

@@ -12,56 +12,17 @@ import (
 	"github.com/caddyupload/caddyupload/storage"
 )
 
-// encodingV1 is the first byte of every stored record: the encoding that
-// follows it is JSON of wireRecord. A new version can be read alongside it.
-const encodingV1 byte = 1
+// Records are stored as storage.EncodeRecord writes them.
+var (
+	encodeRecord = storage.EncodeRecord
+	decodeRecord = storage.DecodeRecord
+)
 
-// wireRecord mirrors storage.Record field for field, so that a conversion
-// between the two stops compiling when Record gains a field. It differs only
-// in its tags: Internal, hidden from clients, is stored.
-type wireRecord struct {
-	ID          string                 `json:"id"`
-	Key         string                 `json:"key"`
-	Status      storage.Status         `json:"status"`
-	Filename    string                 `json:"filename"`
-	Size        int64                  `json:"size"`
-	Type        string                 `json:"type"`
-	SHA256      string                 `json:"sha256,omitempty"`
-	Metadata    map[string]string      `json:"metadata,omitempty"`
-	CreatedAt   time.Time              `json:"created_at"`
-	ConfirmedAt *time.Time             `json:"confirmed_at,omitempty"`
-	Internal    storage.RecordInternal `json:"internal"`
-}
+// wireRecord is the stored form of a record inside an event.
+type wireRecord = storage.RecordWire
 
-// The codecs convert pointers between Record and wireRecord (same fields,
-// other tags) rather than values: that saves a copy and an allocation each.
-
-func encodeRecord(rec *storage.Record) ([]byte, error) {
-	b, err := json.Marshal((*wireRecord)(rec))
-	if err != nil {
-		return nil, fmt.Errorf("encoding record %s: %w", rec.ID, err)
-	}
-	out := make([]byte, 1+len(b))
-	out[0] = encodingV1
-	copy(out[1:], b)
-	return out, nil
-}
-
-// decodeRecord returns a record that shares no memory with b, so it stays
-// valid after the transaction that b came from has ended.
-func decodeRecord(b []byte) (*storage.Record, error) {
-	if len(b) == 0 {
-		return nil, errors.New("empty record")
-	}
-	if b[0] != encodingV1 {
-		return nil, fmt.Errorf("unknown record encoding version %d", b[0])
-	}
-	rec := new(storage.Record)
-	if err := json.Unmarshal(b[1:], (*wireRecord)(rec)); err != nil {
-		return nil, fmt.Errorf("decoding record: %w", err)
-	}
-	return rec, nil
-}
+// eventEncodingV1 is the first byte of every stored event.
+const eventEncodingV1 byte = 1
 
 // keyIndexKey is the key of the keys bucket: store, a zero byte, then the
 // object key. Stores never contain a zero byte (checked on write), so the
@@ -116,7 +77,7 @@ func encodeEvent(ev *storage.Event) ([]byte, error) {
 		return nil, fmt.Errorf("encoding event %s: %w", ev.ID, err)
 	}
 	out := make([]byte, 1+len(b))
-	out[0] = encodingV1
+	out[0] = eventEncodingV1
 	copy(out[1:], b)
 	return out, nil
 }
@@ -126,7 +87,7 @@ func decodeEvent(b []byte) (*storage.Event, error) {
 	if len(b) == 0 {
 		return nil, errors.New("empty event")
 	}
-	if b[0] != encodingV1 {
+	if b[0] != eventEncodingV1 {
 		return nil, fmt.Errorf("unknown event encoding version %d", b[0])
 	}
 	w := new(wireEvent)

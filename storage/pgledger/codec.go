@@ -2,8 +2,6 @@ package pgledger
 
 import (
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,52 +10,11 @@ import (
 	"github.com/caddyupload/caddyupload/storage"
 )
 
-// encodingV1 is the first byte of every stored record: JSON of wireRecord
-// follows. It is the bbolt ledger's encoding too, so a record moves between
-// the two as it is.
-const encodingV1 byte = 1
-
-// wireRecord mirrors storage.Record field for field, so that a conversion
-// between the two stops compiling when Record gains a field. It differs only
-// in its tags: Internal, hidden from clients, is stored.
-type wireRecord struct {
-	ID          string                 `json:"id"`
-	Key         string                 `json:"key"`
-	Status      storage.Status         `json:"status"`
-	Filename    string                 `json:"filename"`
-	Size        int64                  `json:"size"`
-	Type        string                 `json:"type"`
-	SHA256      string                 `json:"sha256,omitempty"`
-	Metadata    map[string]string      `json:"metadata,omitempty"`
-	CreatedAt   time.Time              `json:"created_at"`
-	ConfirmedAt *time.Time             `json:"confirmed_at,omitempty"`
-	Internal    storage.RecordInternal `json:"internal"`
-}
-
-func encodeRecord(rec *storage.Record) ([]byte, error) {
-	b, err := json.Marshal((*wireRecord)(rec))
-	if err != nil {
-		return nil, fmt.Errorf("encoding record %s: %w", rec.ID, err)
-	}
-	out := make([]byte, 1+len(b))
-	out[0] = encodingV1
-	copy(out[1:], b)
-	return out, nil
-}
-
-func decodeRecord(b []byte) (*storage.Record, error) {
-	if len(b) == 0 {
-		return nil, errors.New("empty record")
-	}
-	if b[0] != encodingV1 {
-		return nil, fmt.Errorf("unknown record encoding version %d", b[0])
-	}
-	rec := new(storage.Record)
-	if err := json.Unmarshal(b[1:], (*wireRecord)(rec)); err != nil {
-		return nil, fmt.Errorf("decoding record: %w", err)
-	}
-	return rec, nil
-}
+// Records are stored as storage.EncodeRecord writes them.
+var (
+	encodeRecord = storage.EncodeRecord
+	decodeRecord = storage.DecodeRecord
+)
 
 var (
 	// PostgreSQL's timestamptz covers 4713 BC to 294276 AD; the columns
