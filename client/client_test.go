@@ -36,10 +36,13 @@ type testRoute struct {
 	attempts map[int]int
 	refuse   func(part, attempt int) bool // answer 500 without reading
 	hold     time.Duration                // after such an answer, before closing
+	ttl      time.Duration                // of signatures; default a minute
+	signs    map[int]int                  // signatures made of each part
+	calls    int                          // sign calls
 }
 
 func newTestRoute(t *testing.T, partSize int64) *testRoute {
-	r := &testRoute{t: t, partSize: partSize, parts: map[int][]byte{}, sums: map[int]string{}, attempts: map[int]int{}}
+	r := &testRoute{t: t, partSize: partSize, parts: map[int][]byte{}, sums: map[int]string{}, attempts: map[int]int{}, signs: map[int]int{}, ttl: time.Minute}
 	r.store = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		n, _ := strconv.Atoi(req.URL.Query().Get("partNumber"))
 		r.mu.Lock()
@@ -82,13 +85,34 @@ func newTestRoute(t *testing.T, partSize int64) *testRoute {
 				SHA256  []string
 			}
 			_ = json.NewDecoder(req.Body).Decode(&in)
-			headers := map[string]string{}
-			if len(in.SHA256) == 1 {
-				raw, _ := hexDecode(in.SHA256[0])
-				headers["x-amz-checksum-sha256"] = base64.StdEncoding.EncodeToString(raw)
+			if in.SHA256 != nil && len(in.SHA256) != len(in.Numbers) {
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprint(w, `{"error":{"code":"invalid_request","message":"sha256 must list one checksum for each part number"}}`)
+				return
 			}
-			h, _ := json.Marshal(headers)
-			fmt.Fprintf(w, `{"parts":[{"number":%d,"url":"%s/o?partNumber=%d","headers":%s}]}`, in.Numbers[0], r.store.URL, in.Numbers[0], h)
+			type signed struct {
+				Number  int32             `json:"number"`
+				URL     string            `json:"url"`
+				Headers map[string]string `json:"headers"`
+			}
+			var out struct {
+				Parts     []signed  `json:"parts"`
+				ExpiresAt time.Time `json:"expires_at"`
+			}
+			r.mu.Lock()
+			r.calls++
+			for i, n := range in.Numbers {
+				r.signs[int(n)]++
+				headers := map[string]string{}
+				if in.SHA256 != nil {
+					raw, _ := hexDecode(in.SHA256[i])
+					headers["x-amz-checksum-sha256"] = base64.StdEncoding.EncodeToString(raw)
+				}
+				out.Parts = append(out.Parts, signed{n, fmt.Sprintf("%s/o?partNumber=%d", r.store.URL, n), headers})
+			}
+			out.ExpiresAt = time.Now().Add(r.ttl)
+			r.mu.Unlock()
+			_ = json.NewEncoder(w).Encode(out)
 		case strings.HasSuffix(req.URL.Path, "/complete"):
 			var in completion
 			_ = json.NewDecoder(req.Body).Decode(&in)
@@ -184,7 +208,12 @@ func TestMultipartSources(t *testing.T) {
 					if r.sums[n] != want {
 						t.Errorf("part %d checksum %q, want %q", n, r.sums[n], want)
 					}
+					// Signed ahead once, and used while fresh.
+					if r.signs[n] != 1 {
+						t.Errorf("part %d signed %d times", n, r.signs[n])
+					}
 				}
+				t.Logf("%d sign calls for 6 parts", r.calls)
 			})
 		}
 	}
@@ -315,6 +344,30 @@ func TestFileSourceHandOver(t *testing.T) {
 	third.(io.Closer).Close()
 	if _, err := fd2.Stat(); err == nil {
 		t.Fatal("the descriptor stayed open")
+	}
+}
+
+// Signatures past half their lifetime (by the route's clock, its
+// expires_at against its Date) are not used: signatures that expire as
+// they are made are each signed again by the part's sender, and the
+// upload goes through; with a minute (the control above), each part is
+// signed once.
+func TestMultipartStaleSignatures(t *testing.T) {
+	const partSize = 1 << 20
+	data := randomData(4 * partSize)
+	r := newTestRoute(t, partSize)
+	r.ttl = 0
+	c := &Client{Base: r.api.URL, Concurrency: 2, MultipartThreshold: partSize}
+	if _, err := c.Upload(context.Background(), File{Name: "f.bin", Size: int64(len(data)), Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(r.stored(), data) {
+		t.Fatal("storage holds other bytes than the file's")
+	}
+	for n := 1; n <= 4; n++ {
+		if r.signs[n] != 2 {
+			t.Errorf("part %d signed %d times, want 2 (ahead, then fresh)", n, r.signs[n])
+		}
 	}
 }
 
