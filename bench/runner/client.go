@@ -213,14 +213,15 @@ func (c *clientResult) markdown(loadBefore, loadAfter string) string {
 	p("(c): `feature/s3/manager` v1.23.24 `Uploader` with the same part size and concurrency, with versitygw's root credentials and the bench's S3 client ")
 	p("(checksums only when required; over plain HTTP the SDK signs each part's SHA-256, so it hashes every part as (a) does). ")
 	p("All three share one process with the runner, whose CPU and peak RSS (VmHWM, reset before each upload) are the client's. Load average before: %s; after: %s.\n\n", loadBefore, loadAfter)
-	p("| side | wall s | MB/s | client CPU s | versitygw CPU s | Caddy CPU s | client peak RSS MiB (before) |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	p("| side | wall s | MB/s | client CPU s | Caddy CPU s | versitygw CPU s | all three, CPU s | client peak RSS MiB (before) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, name := range clientVariants {
 		rs := c.Runs[name]
-		wall := clientMedian(rs, func(r clientRun) float64 { return r.Wall })
-		p("| %s | %.2f | %.0f | %.2f | %.2f | %.2f | %.0f (%.0f) |\n", clientLabels[name], wall, float64(c.Size)/1e6/max(wall, 1e-9),
-			clientMedian(rs, func(r clientRun) float64 { return r.ClientCPU }), clientMedian(rs, func(r clientRun) float64 { return r.S3CPU }),
-			clientMedian(rs, func(r clientRun) float64 { return r.CaddyCPU }),
-			clientMedian(rs, func(r clientRun) float64 { return r.ClientPeak }), clientMedian(rs, func(r clientRun) float64 { return r.ClientBefore }))
+		med := func(g func(clientRun) float64) float64 { return clientMedian(rs, g) }
+		wall := med(func(r clientRun) float64 { return r.Wall })
+		p("| %s | %.2f | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f (%.0f) |\n", clientLabels[name], wall, float64(c.Size)/1e6/max(wall, 1e-9),
+			med(func(r clientRun) float64 { return r.ClientCPU }), med(func(r clientRun) float64 { return r.CaddyCPU }),
+			med(func(r clientRun) float64 { return r.S3CPU }), med(func(r clientRun) float64 { return r.ClientCPU + r.CaddyCPU + r.S3CPU }),
+			med(func(r clientRun) float64 { return r.ClientPeak }), med(func(r clientRun) float64 { return r.ClientBefore }))
 	}
 	p("\nThroughput ratios (median of per-round ratios): **a/c %.2f×** (target ≥ 0.8×), **a/b %.2f×** (checksums cost %.0f%%; target ≤ 10%%).\n\n",
 		clientRatio(c.Runs["client"], c.Runs["s3manager"]), clientRatio(c.Runs["client"], c.Runs["client-nosum"]),
