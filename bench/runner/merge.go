@@ -8,10 +8,10 @@ import (
 )
 
 // sectionOrder is the order in which report.markdown writes its sections,
-// by heading prefix; a merged section new to the file goes where a full
-// run would have put it.
+// by heading prefix with numbers as #; a merged section new to the file
+// goes where a full run would have put it.
 var sectionOrder = []string{
-	"## Summary", "## Machine", "## Method", "## Create and sign parts", "## `/s3/params`",
+	"## Summary", "## Machine", "## Method", "## Create and sign parts", "## `/s#/params`",
 	"## # MiB upload", "## Go client vs", "## Sweeper", "## Where a create", "## Micro-benchmarks",
 }
 

@@ -28,6 +28,10 @@ Written by ` + "`bench/run.sh`" + ` on 2026-11-26 02:45 UTC (6m12s). All figures
 
 - old method
 
+## ` + "`/s3/params`" + ` vs Uppy Companion
+
+old companion
+
 ## 1024 MiB upload: through the module vs through the proxy
 
 old bytes table
@@ -73,7 +77,7 @@ client section v1
 		"All figures come from this one run, except those a line below names.",
 		"Re-measured with `-only client` on 2026-12-01 10:00 UTC",
 		"| create upload (cached token) | 6793 req/s",
-		"old bytes table", "old sweeper", "old micro", "- nproc: 2", "- old method",
+		"old companion", "old bytes table", "old sweeper", "old micro", "- nproc: 2", "- old method",
 		"| 1024 MiB upload: wall time | 5.1 s | 3.2 s | 1.60× | |\n| Go client, 256 MiB upload: vs aws-sdk-go-v2 upload manager | 300 MB/s",
 		"old bytes table\n\n## Go client vs aws-sdk-go-v2's upload manager\n\nclient section v1\n## Sweeper",
 	} {
