@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -127,6 +129,29 @@ func TestGoClientChecksums(t *testing.T) {
 		want := map[string]string{"1": b64Sum(body[:5<<20]), "2": b64Sum(body[5<<20 : 10<<20]), "3": b64Sum(body[10<<20:])}
 		if len(puts.sums) != 3 || puts.sums["1"] != want["1"] || puts.sums["2"] != want["2"] || puts.sums["3"] != want["3"] {
 			t.Fatalf("part checksums sent %v, want %v", puts.sums, want)
+		}
+
+		// The same from an *os.File, whose parts go out with sendfile
+		// through descriptors of each sender's own on Linux.
+		path := filepath.Join(t.TempDir(), "big.bin")
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		file, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer file.Close()
+		clear(puts.sums)
+		rec, err = c.Upload(context.Background(), client.File{Name: "big.bin", Type: "application/octet-stream", Size: int64(len(body)), Body: file})
+		if err != nil || rec.Status != "confirmed" {
+			t.Fatalf("upload from a file: %v", err)
+		}
+		if st, got := s.download("alice", rec.ID); st != 200 || !bytes.Equal(got, body) {
+			t.Fatalf("download of the upload from a file: %d, %d bytes", st, len(got))
+		}
+		if len(puts.sums) != 3 || puts.sums["1"] != want["1"] || puts.sums["2"] != want["2"] || puts.sums["3"] != want["3"] {
+			t.Fatalf("part checksums sent from a file %v, want %v", puts.sums, want)
 		}
 
 		// A file that changes between hashing and sending: storage refuses

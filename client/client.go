@@ -1,7 +1,9 @@
 // Package client uploads files through a caddyupload route from Go: create,
 // send the bytes straight to object storage (parts in parallel for large
 // files), complete. Memory stays flat: parts are read from the file as
-// they are sent, never buffered whole.
+// they are sent, never buffered whole. On Linux, parts of an *os.File go
+// from the page cache to the socket with sendfile, each sender reading
+// through its own descriptor of the file.
 //
 // By default the client declares the SHA-256 of what it sends: of the whole
 // file for a single PUT, of each part for a multipart upload. The route
@@ -20,6 +22,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,9 +36,11 @@ type Client struct {
 	// Auth adds credentials to every API request (not to storage
 	// requests, which carry their own signature). Optional.
 	Auth func(*http.Request)
-	// HTTP is the client for API and storage requests. Default:
-	// http.DefaultClient, which has no overall timeout (large parts take
-	// long).
+	// HTTP is the client for API and storage requests. Default: one
+	// shared by the package, http.DefaultTransport's settings but keeping
+	// a connection alive for each part in flight (DefaultTransport keeps
+	// two per host, so more parallel parts would dial anew for every
+	// part), and no overall timeout (large parts take long).
 	HTTP *http.Client
 	// Concurrency is how many parts go up at once. Default: 4.
 	Concurrency int
@@ -120,8 +125,20 @@ func (c *Client) http() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return http.DefaultClient
+	return defaultHTTP()
 }
+
+// defaultHTTP is DefaultTransport with room for an idle connection per
+// part in flight, to storage and to the route alike.
+var defaultHTTP = sync.OnceValue(func() *http.Client {
+	t, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return http.DefaultClient
+	}
+	t = t.Clone()
+	t.MaxIdleConnsPerHost = 64
+	return &http.Client{Transport: t}
+})
 
 // Upload sends f and returns the confirmed record.
 func (c *Client) Upload(ctx context.Context, f File) (*Record, error) {
@@ -208,6 +225,27 @@ func sha256Hex(ctx context.Context, r io.Reader) (string, error) {
 	}
 }
 
+// hashPart hashes size bytes of r from off into a hex SHA-256, reading
+// through buf (reused across parts), and stops when ctx is done.
+func hashPart(ctx context.Context, r io.ReaderAt, off, size int64, buf []byte) (string, error) {
+	h := sha256.New()
+	for done := int64(0); done < size; {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-done)], off+done)
+		h.Write(buf[:n])
+		done += int64(n)
+		if err == io.EOF && done < size {
+			return "", io.ErrUnexpectedEOF
+		}
+		if err != nil && err != io.EOF {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 type completion struct {
 	Parts []partETag `json:"parts"`
 }
@@ -223,18 +261,25 @@ type signedParts struct {
 		URL     string            `json:"url"`
 		Headers map[string]string `json:"headers"`
 	} `json:"parts"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// multipart uploads every part with Concurrency workers, hashing each and
-// then signing it just before it is sent (URLs expire within a minute).
+// multipart uploads every part with Concurrency senders. With checksums,
+// hashers read the parts through SHA-256 ahead of the senders (at most
+// Concurrency parts ahead, and only the sums are kept, not the bytes); a
+// signer signs the parts ready for sending, several in one call, so that a
+// sender goes from one part to the next without waiting for a hash or a
+// signature. A signature unused for half its lifetime (a slow link) is
+// not used: the sender signs the part again. Each sender has, for an
+// *os.File on Linux, its own descriptor of the file to send from.
 func (c *Client) multipart(ctx context.Context, id string, partSize int64, count int32, f File) (*completion, error) {
 	workers := c.Concurrency
 	if workers <= 0 {
 		workers = 4
 	}
+	workers = max(1, min(workers, int(count)))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	numbers := make(chan int32)
 	etags := make([]partETag, count)
 	var sent int64
 	var mu sync.Mutex
@@ -247,30 +292,79 @@ func (c *Client) multipart(ctx context.Context, id string, partSize int64, count
 		}
 		mu.Unlock()
 	}
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range numbers {
-				off := int64(n-1) * partSize
-				size := min(partSize, f.Size-off)
-				part := io.NewSectionReader(f.Body, off, size)
-				var sum string
-				if !c.DisableChecksums {
+	span := func(n int32) (off, size int64) {
+		off = int64(n-1) * partSize
+		return off, min(partSize, f.Size-off)
+	}
+
+	// feed → numbers → hashers → ready → signer → signed → senders;
+	// without checksums feed fills ready itself.
+	ready := make(chan part, workers)
+	signed := make(chan part, workers)
+	numbers := ready
+	var stages sync.WaitGroup
+	if !c.DisableChecksums {
+		numbers = make(chan part)
+		hashers := max(1, min(workers, runtime.GOMAXPROCS(0)))
+		var hwg sync.WaitGroup
+		for range hashers {
+			hwg.Add(1)
+			go func() {
+				defer hwg.Done()
+				buf := make([]byte, min(hashBufSize, partSize))
+				for p := range numbers {
+					off, size := span(p.n)
 					var err error
-					if sum, err = sha256Hex(ctx, part); err != nil {
-						fail(fmt.Errorf("part %d: %w", n, err))
+					if p.sum, err = hashPart(ctx, f.Body, off, size, buf); err != nil {
+						fail(fmt.Errorf("part %d: %w", p.n, err))
+						return
+					}
+					select {
+					case ready <- p:
+					case <-ctx.Done():
 						return
 					}
 				}
-				etag, err := c.uploadPart(ctx, id, n, sum, part, size)
+			}()
+		}
+		stages.Add(1)
+		go func() { defer stages.Done(); hwg.Wait(); close(ready) }()
+	}
+	stages.Add(1)
+	go func() {
+		defer stages.Done()
+		defer close(numbers)
+		for n := int32(1); n <= count; n++ {
+			select {
+			case numbers <- part{n: n}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	stages.Add(1)
+	go func() {
+		defer stages.Done()
+		defer close(signed)
+		c.signAhead(ctx, id, ready, signed, workers)
+	}()
+
+	var senders sync.WaitGroup
+	for range workers {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			src := newPartSource(f.Body)
+			defer src.Close()
+			for p := range signed {
+				off, size := span(p.n)
+				etag, err := c.uploadPart(ctx, id, p, src, off, size)
 				if err != nil {
-					fail(fmt.Errorf("part %d: %w", n, err))
+					fail(fmt.Errorf("part %d: %w", p.n, err))
 					return
 				}
 				mu.Lock()
-				etags[n-1] = partETag{Number: n, ETag: etag}
+				etags[p.n-1] = partETag{Number: p.n, ETag: etag}
 				sent += size
 				if c.Progress != nil {
 					c.Progress(sent, f.Size)
@@ -279,29 +373,116 @@ func (c *Client) multipart(ctx context.Context, id string, partSize int64, count
 			}
 		}()
 	}
-feed:
-	for n := int32(1); n <= count; n++ {
-		select {
-		case numbers <- n:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(numbers)
-	wg.Wait()
+	senders.Wait()
+	cancel() // a sender that failed left parts behind: stop the stages
+	stages.Wait()
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil && sent < f.Size {
 		return nil, err
 	}
 	return &completion{Parts: etags}, nil
 }
 
-// uploadPart signs and sends one part, retrying with backoff; a retry signs
-// again, so an expired URL heals itself. sum, the part's SHA-256 in hex or
-// "", is signed into the URL, and the header it becomes is sent.
-func (c *Client) uploadPart(ctx context.Context, id string, n int32, sum string, body *io.SectionReader, size int64) (string, error) {
+// part is a part on its way: its number, its SHA-256 in hex (with
+// checksums), and once signed, where to send it and until when to use
+// that signature.
+type part struct {
+	n       int32
+	sum     string
+	url     string
+	headers map[string]string
+	useBy   time.Time
+}
+
+// signAhead signs the parts from ready and passes them on to signed: each
+// call signs what is ready at the time, up to max parts. A call that fails
+// passes its parts on unsigned; their senders sign them, with retries.
+func (c *Client) signAhead(ctx context.Context, id string, ready <-chan part, signed chan<- part, most int) {
+	for {
+		var batch []part
+		select {
+		case p, ok := <-ready:
+			if !ok {
+				return
+			}
+			batch = append(batch, p)
+		case <-ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < most {
+			select {
+			case p, ok := <-ready:
+				if !ok {
+					break more
+				}
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		_ = c.sign(ctx, id, batch)
+		for _, p := range batch {
+			select {
+			case signed <- p:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// sign signs parts in one call, setting their url, headers and useBy.
+// useBy is half the signatures' lifetime from now, measured on the
+// route's clock (its expires_at against its Date), so that a client clock
+// set wrong does not matter.
+func (c *Client) sign(ctx context.Context, id string, parts []part) error {
+	req := map[string]any{}
+	numbers := make([]int32, len(parts))
+	var sums []string
+	for i, p := range parts {
+		numbers[i] = p.n
+		if p.sum != "" {
+			sums = append(sums, p.sum)
+		}
+	}
+	req["numbers"] = numbers
+	if len(sums) > 0 {
+		req["sha256"] = sums
+	}
+	var sp signedParts
+	now := time.Now()
+	h, err := c.apiHeader(ctx, http.MethodPost, "/"+id+"/parts", req, &sp)
+	if err != nil {
+		return err
+	}
+	if len(sp.Parts) != len(parts) {
+		return fmt.Errorf("the server signed %d parts, not %d", len(sp.Parts), len(parts))
+	}
+	var useBy time.Time
+	if date, err := http.ParseTime(h.Get("Date")); err == nil && !sp.ExpiresAt.IsZero() {
+		// Date has whole seconds: take off one more.
+		useBy = now.Add((sp.ExpiresAt.Sub(date) - time.Second) / 2)
+	}
+	for i := range parts {
+		if sp.Parts[i].Number != parts[i].n {
+			return fmt.Errorf("the server signed part %d for %d", sp.Parts[i].Number, parts[i].n)
+		}
+		parts[i].url, parts[i].headers, parts[i].useBy = sp.Parts[i].URL, sp.Parts[i].Headers, useBy
+	}
+	return nil
+}
+
+// hashBufSize is what a worker reads at a time to hash a part.
+const hashBufSize = 1 << 20
+
+// uploadPart sends one part, retrying with backoff. It uses the part's
+// signature while it is fresh and otherwise signs the part again, as
+// every retry does, so an expired URL heals itself. The part's SHA-256, if
+// any, is signed into the URL, and the header it becomes is sent.
+func (c *Client) uploadPart(ctx context.Context, id string, p part, src partSource, off, size int64) (string, error) {
 	retries := c.Retries
 	if retries <= 0 {
 		retries = 3
@@ -315,27 +496,29 @@ func (c *Client) uploadPart(ctx context.Context, id string, n int32, sum string,
 				return "", ctx.Err()
 			}
 		}
-		var sp signedParts
-		req := map[string]any{"numbers": []int32{n}}
-		if sum != "" {
-			req["sha256"] = []string{sum}
-		}
-		if err := c.api(ctx, http.MethodPost, "/"+id+"/parts", req, &sp); err != nil {
-			var ae *Error
-			if errors.As(err, &ae) && ae.Status < 500 {
-				return "", err
+		if attempt > 0 || p.url == "" || !time.Now().Before(p.useBy) {
+			parts := []part{{n: p.n, sum: p.sum}}
+			if err := c.sign(ctx, id, parts); err != nil {
+				var ae *Error
+				if errors.As(err, &ae) && ae.Status < 500 {
+					return "", err
+				}
+				last = err
+				continue
 			}
-			last = err
-			continue
+			p = parts[0]
 		}
-		if len(sp.Parts) != 1 {
-			return "", fmt.Errorf("the server signed %d parts, not 1", len(sp.Parts))
+		body, err := src.Part(off, size)
+		if err != nil {
+			return "", err
 		}
-		resp, err := c.send(ctx, http.MethodPut, sp.Parts[0].URL, sp.Parts[0].Headers, io.NewSectionReader(body, 0, size), size)
+		resp, err := c.send(ctx, http.MethodPut, p.url, p.headers, body, size)
 		if err != nil {
 			last = err
 			continue
 		}
+		// Read to the end, so that the connection goes back to the pool.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 		if resp.StatusCode/100 == 2 {
 			return strings.Trim(resp.Header.Get("ETag"), `"`), nil
@@ -414,17 +597,23 @@ func (c *Client) send(ctx context.Context, method, url string, headers map[strin
 
 // api calls the route's JSON API.
 func (c *Client) api(ctx context.Context, method, path string, in, out any) error {
+	_, err := c.apiHeader(ctx, method, path, in, out)
+	return err
+}
+
+// apiHeader is api that also returns the answer's header.
+func (c *Client) apiHeader(ctx context.Context, method, path string, in, out any) (http.Header, error) {
 	var body io.Reader
 	if in != nil {
 		js, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(js)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -434,12 +623,12 @@ func (c *Client) api(ctx context.Context, method, path string, in, out any) erro
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &Error{Status: resp.StatusCode}
@@ -451,10 +640,10 @@ func (c *Client) api(ctx context.Context, method, path string, in, out any) erro
 		} else {
 			e.Code, e.Message = "http_"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(data))
 		}
-		return e
+		return resp.Header, e
 	}
 	if out != nil && len(data) > 0 {
-		return json.Unmarshal(data, out)
+		return resp.Header, json.Unmarshal(data, out)
 	}
-	return nil
+	return resp.Header, nil
 }

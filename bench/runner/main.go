@@ -24,7 +24,8 @@ type options struct {
 	rounds, bigRounds, conns     int
 	duration                     time.Duration
 	freshTokens                  int
-	bigSize                      int64
+	bigSize, clientSize          int64
+	clientRounds                 int
 	abandoned                    int
 	only                         string
 	microRaw, microStat          string
@@ -43,9 +44,11 @@ func main() {
 	flag.DurationVar(&o.duration, "d", 10*time.Second, "measured duration of each load run")
 	flag.IntVar(&o.freshTokens, "fresh-tokens", 5000, "distinct tokens per round of the uncached-token run")
 	flag.Int64Var(&o.bigSize, "size", 1<<30, "size of the big upload in bytes")
+	flag.Int64Var(&o.clientSize, "client-size", 1<<30, "size of the Go client's upload in bytes (client scenario)")
+	flag.IntVar(&o.clientRounds, "client-rounds", 5, "alternating rounds of the client scenario")
 	flag.IntVar(&o.abandoned, "abandoned", 10000, "abandoned uploads for the sweeper")
 	flag.DurationVar(&o.profile, "profile", 10*time.Second, "CPU profile of Caddy under create load (0: none)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run: routes,companion,bytes,sweeper (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run: bytes,client,routes,companion,sweeper (default all); with a subset, bench/results.md keeps the sections of the others")
 	flag.StringVar(&o.microRaw, "micro", "", "raw `go test -bench` output to summarize")
 	flag.StringVar(&o.microStat, "benchstat", "", "benchstat output to include")
 	flag.Parse()
@@ -132,6 +135,13 @@ func run(o options) (err error) {
 			return fmt.Errorf("bytes: %w", err)
 		}
 	}
+	if o.want("client") {
+		before := loadavg()
+		if rep.client, err = e.clientScenario(); err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		rep.clientLoad = [2]string{before, loadavg()}
+	}
 	if o.want("routes") {
 		if rep.routes, err = e.routesScenario(); err != nil {
 			return fmt.Errorf("routes: %w", err)
@@ -162,7 +172,15 @@ func run(o options) (err error) {
 	rep.loadAfter = loadavg()
 	rep.finished = time.Now()
 	rep.opts = o
-	if err := os.WriteFile(o.out, []byte(rep.markdown()), 0o644); err != nil {
+	doc := rep.markdown()
+	if o.only != "" {
+		// A subset: the sections of the scenarios that did not run stay
+		// as the last run wrote them.
+		if old, err := os.ReadFile(o.out); err == nil {
+			doc = mergeResults(string(old), doc, rep.started, o.only)
+		}
+	}
+	if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
 		return err
 	}
 	log.Printf("wrote %s", o.out)

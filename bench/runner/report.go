@@ -19,6 +19,8 @@ type report struct {
 	loadBefore, loadAfter string
 	routes, companion     map[string][]loadResult
 	bytes                 map[string][]bytesRun
+	client                *clientResult
+	clientLoad            [2]string
 	sweeper               *sweepResult
 	profile               *profileSummary
 	micro                 []microLine
@@ -141,6 +143,9 @@ func (r *report) markdown() string {
 		}
 		p("\n")
 	}
+	if r.client != nil {
+		p("%s", r.client.markdown(r.clientLoad[0], r.clientLoad[1]))
+	}
 	if s := r.sweeper; s != nil {
 		p("## Sweeper\n\n")
 		p("| abandoned uploads | seconds to expire all | objects left | create req/s while sweeping | create req/s without | ratio |\n|---:|---:|---:|---:|---:|---:|\n")
@@ -224,6 +229,9 @@ func (r *report) summaryTable() string {
 		p("| %d MiB upload: Caddy peak RSS (rise) | %.0f MiB (+%.0f) | %.0f MiB (+%.0f) | | |\n", r.opts.bigSize>>20,
 			med(bt["module"], func(x bytesRun) float64 { return x.CaddyPeak }), med(bt["module"], growth),
 			med(bt["naive"], func(x bytesRun) float64 { return x.CaddyPeak }), med(bt["naive"], growth))
+	}
+	if r.client != nil {
+		p("%s", r.client.summaryRows())
 	}
 	if s := r.sweeper; s != nil {
 		p("| sweeper: expire + delete %d abandoned uploads | %.2f s | | | |\n", s.Abandoned, s.Seconds)
