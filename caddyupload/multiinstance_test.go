@@ -68,6 +68,7 @@ http://127.0.0.1:{{.Port}} {
 				secret {env.HOOK_SECRET}
 				timeout 2s
 				max_backoff 1s
+				concurrency 4
 			}
 		}
 	}
@@ -656,10 +657,10 @@ func TestMultiInstance(t *testing.T) {
 			t.Errorf("upload %s: upload.aborted delivered before upload.confirmed", id)
 		}
 	}
-	// One instance delivers at a time, one event after another: the only
-	// event that may come twice is the one the killed deliverer had sent
-	// but not yet recorded as delivered (its request may reach the
-	// receiver a moment after the kill).
+	// One instance delivers at a time, up to `concurrency` (4) events at
+	// once: the only events that may come twice are those the killed
+	// deliverer had sent but not yet recorded as delivered (their requests
+	// may reach the receiver a moment after the kill).
 	count := map[string]int{}
 	for _, a := range arrivals {
 		count[a.eventID]++
@@ -675,8 +676,8 @@ func TestMultiInstance(t *testing.T) {
 			}
 		}
 	}
-	if len(dups) > 1 {
-		t.Errorf("%d events delivered more than once: %v", len(dups), dups)
+	if len(dups) > 4 {
+		t.Errorf("%d events delivered more than once, more than were in flight: %v", len(dups), dups)
 	}
 	if t.Failed() {
 		t.FailNow()
