@@ -271,20 +271,12 @@ func runUploadAbort(cmd *cobra.Command, args []string) error {
 	case subject == "":
 		return fmt.Errorf("give an upload id, or --subject to abort every pending upload of a subject")
 	}
-	body, err := adminCall(cmd, http.MethodPost, "/upload/records/abort", queryFlags(cmd, "subject", "route"))
-	if err != nil {
-		return err
-	}
-	if jsonOutput(cmd) {
-		_, err := cmd.OutOrStdout().Write(body)
-		return err
-	}
 	var n struct {
 		Aborted int `json:"aborted"`
 		Skipped int `json:"skipped"`
 	}
-	if err := json.Unmarshal(body, &n); err != nil {
-		return fmt.Errorf("reading the admin API's answer: %v", err)
+	if printed, err := adminAnswer(cmd, http.MethodPost, "/upload/records/abort", queryFlags(cmd, "subject", "route"), &n); printed || err != nil {
+		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "aborted %d pending uploads of %s\n", n.Aborted, subject)
 	if n.Skipped > 0 {
@@ -298,26 +290,35 @@ func runUploadPurge(cmd *cobra.Command, _ []string) error {
 	if q.Get("older_than") == "" {
 		return fmt.Errorf("--older-than is required (e.g. 30d; 0s for records of any age)")
 	}
-	body, err := adminCall(cmd, http.MethodPost, "/upload/records/purge", q)
-	if err != nil {
-		return err
-	}
-	if jsonOutput(cmd) {
-		_, err := cmd.OutOrStdout().Write(body)
-		return err
-	}
 	var n struct {
 		Purged  int `json:"purged"`
 		Waiting int `json:"waiting"`
 	}
-	if err := json.Unmarshal(body, &n); err != nil {
-		return fmt.Errorf("reading the admin API's answer: %v", err)
+	if printed, err := adminAnswer(cmd, http.MethodPost, "/upload/records/purge", q, &n); printed || err != nil {
+		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "purged %d records\n", n.Purged)
 	if n.Waiting > 0 {
 		fmt.Fprintf(cmd.OutOrStdout(), "kept %d whose upload URL may still write: the sweeper deletes their objects once more first; purge again later\n", n.Waiting)
 	}
 	return nil
+}
+
+// adminAnswer calls the admin API; with --json it prints the answer as is
+// (printed), else it decodes it into v for the caller to print.
+func adminAnswer(cmd *cobra.Command, method, path string, q url.Values, v any) (printed bool, err error) {
+	body, err := adminCall(cmd, method, path, q)
+	if err != nil {
+		return false, err
+	}
+	if jsonOutput(cmd) {
+		_, err := cmd.OutOrStdout().Write(body)
+		return true, err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return false, fmt.Errorf("reading the admin API's answer: %v", err)
+	}
+	return false, nil
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -331,17 +332,9 @@ func runUploadUsage(cmd *cobra.Command, _ []string) error {
 	if q.Get("route") == "" || q.Get("subject") == "" {
 		return fmt.Errorf("--route and --subject are required")
 	}
-	body, err := adminCall(cmd, http.MethodGet, usagePath, q)
-	if err != nil {
-		return err
-	}
-	if jsonOutput(cmd) {
-		_, err := cmd.OutOrStdout().Write(body)
-		return err
-	}
 	var u adminUsage
-	if err := json.Unmarshal(body, &u); err != nil {
-		return fmt.Errorf("reading the admin API's answer: %v", err)
+	if printed, err := adminAnswer(cmd, http.MethodGet, usagePath, q, &u); printed || err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "route\t%s\nsubject\t%s\nsource\t%s\n\nLIMIT\tUSED\tOF\tWINDOW\n", u.Route, u.Subject, u.Source)
