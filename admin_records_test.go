@@ -455,7 +455,7 @@ func TestAdminRecordsPurge(t *testing.T) {
 
 func testAdminRecordsPurge(t *testing.T, ledger string) {
 	s := newSite(t, oneServer(t))
-	admin := twoRoutes(t, s, ledger, "url_ttl 1s\n pending_ttl 1h\n sweep_interval 1s")
+	admin := twoRoutes(t, s, ledger, "url_ttl 3s\n pending_ttl 1h\n sweep_interval 1s")
 
 	// The old records: one of each status but expired, and a pending one.
 	oldConfirmed := s.confirmOn("docs", "alice", []byte("kept"))

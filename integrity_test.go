@@ -260,7 +260,7 @@ func TestSweeperNeverDeletesAConfirmedObject(t *testing.T) {
 	}
 	afterSweepList.Store(&hook)
 	t.Cleanup(func() { afterSweepList.Store(nil) })
-	s.load(s.caddyfile("url_ttl 1s\n pending_ttl 2s\n sweep_interval 1s"))
+	s.load(s.caddyfile("url_ttl 3s\n pending_ttl 3s\n sweep_interval 1s"))
 
 	late := s.create("alice", "late.txt", 4, "text/plain")
 	target = late.ID
