@@ -50,15 +50,7 @@ func (l *Ledger) Delete(ctx context.Context, id string, check func(*storage.Reco
 		// be tried again.
 		return true, tx.Commit(ctx)
 	})
-	if fe, ok := err.(finalError); ok {
-		return fe.err
-	}
-	if err != nil {
-		return l.dbErr(ctx, err)
-	}
-	l.writes.Add(1)
-	l.commits.Add(1)
-	return nil
+	return l.wrote(ctx, err)
 }
 
 // List pages through the records matching q by descending id.

@@ -233,3 +233,18 @@ var (
 	_ storage.Outbox     = (*Ledger)(nil)
 	_ storage.Identified = (*Ledger)(nil)
 )
+
+// wrote ends a write transaction's retry loop: an error marked final is
+// the caller's answer as it is, any other the database's; a success counts
+// one write in one commit.
+func (l *Ledger) wrote(ctx context.Context, err error) error {
+	if fe, ok := err.(finalError); ok {
+		return fe.err
+	}
+	if err != nil {
+		return l.dbErr(ctx, err)
+	}
+	l.writes.Add(1)
+	l.commits.Add(1)
+	return nil
+}

@@ -223,13 +223,5 @@ func (l *Ledger) RerouteEvent(ctx context.Context, id, route string) error {
 		// and the operator asks again (rerouting twice is harmless).
 		return false, tx.Commit(ctx)
 	})
-	if fe, ok := err.(finalError); ok {
-		return fe.err
-	}
-	if err != nil {
-		return l.dbErr(ctx, err)
-	}
-	l.writes.Add(1)
-	l.commits.Add(1)
-	return nil
+	return l.wrote(ctx, err)
 }
