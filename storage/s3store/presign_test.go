@@ -218,3 +218,33 @@ func BenchmarkPresignPost(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPresignPostEscaped signs a key and type that need escaping, a
+// prefix condition, a session token and an origin: the slow paths.
+func BenchmarkPresignPostEscaped(b *testing.B) {
+	s := newTestStore(b, func(c *Config) { c.SessionToken = "FwoGZXIvYXdzEJr//////////wEaDO+/=" })
+	in := storage.PostInput{Key: `avatars/user-123/"Photo" <1> 日本 🙂\.png`, MinSize: 1, MaxSize: 5 << 20, ContentTypePrefix: "image/"}
+	origin := storage.Origin{Scheme: "https", Host: "site.example"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.PresignPost(context.Background(), in, origin); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPresignPostParallel signs from every CPU at once, as concurrent
+// requests to the POST parameters route do.
+func BenchmarkPresignPostParallel(b *testing.B) {
+	s := newTestStore(b, nil)
+	in := storage.PostInput{Key: "avatars/user-123/0f8fad5b-d9cb-469f-a165-70867728950e.png", MinSize: 1, MaxSize: 5 << 20, ContentType: "image/png"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.PresignPost(context.Background(), in, storage.Origin{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
