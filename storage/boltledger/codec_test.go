@@ -11,8 +11,8 @@ func TestDecodeUnknownVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b[0] != 1 {
-		t.Fatalf("version byte %d, want 1", b[0])
+	if b[0] != 2 {
+		t.Fatalf("version byte %d, want 2", b[0])
 	}
 	b[0] = 99
 	if _, err := decodeRecord(b); err == nil {

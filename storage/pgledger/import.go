@@ -67,7 +67,17 @@ func (l *Ledger) RecountUsage(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+l.schema+`.usage`); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, fmt.Sprintf(recountUsage, l.schema))
+			usage, err := countUsage(ctx, tx, l.schema)
+			if err != nil {
+				return err
+			}
+			b := &pgx.Batch{}
+			for _, u := range usage {
+				b.Queue(`INSERT INTO `+l.schema+`.usage (key, route, source, subject, pending, pending_bytes, uploads, bytes, state)
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '')`,
+					u.key.Digest(), u.key.Route, u.key.Source, u.key.Subject, u.pending, u.pendingBytes, u.uploads, u.bytes)
+			}
+			err = tx.SendBatch(ctx, b).Close()
 			return err
 		})
 	})
@@ -75,6 +85,46 @@ func (l *Ledger) RecountUsage(ctx context.Context) error {
 		return l.dbErr(ctx, err)
 	}
 	return nil
+}
+
+type counted struct {
+	key                                   storage.QuotaKey
+	pending, pendingBytes, uploads, bytes int64
+}
+
+// countUsage adds up the records that count towards usage: the pending
+// ones with their charge, the confirmed ones into the totals.
+func countUsage(ctx context.Context, tx pgx.Tx, schema string) ([]*counted, error) {
+	rows, err := tx.Query(ctx, `SELECT data FROM `+schema+`.records WHERE status IN ('pending', 'confirmed')`)
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[storage.QuotaKey]*counted{}
+	var out []*counted
+	var data []byte
+	_, err = pgx.ForEachRow(rows, []any{&data}, func() error {
+		rec, err := decodeRecord(data)
+		if err != nil {
+			return err
+		}
+		k := storage.QuotaKeyOf(rec)
+		c := byKey[k]
+		if c == nil {
+			c = &counted{key: k}
+			byKey[k] = c
+			out = append(out, c)
+		}
+		switch rec.Status {
+		case storage.StatusPending:
+			c.pending++
+			c.pendingBytes += storage.Charge(rec)
+		case storage.StatusConfirmed:
+			c.uploads++
+			c.bytes += max(rec.Size, 0)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Export reads every record and event in one repeatable-read transaction.

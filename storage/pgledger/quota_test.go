@@ -2,6 +2,7 @@ package pgledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -106,6 +107,14 @@ func TestQuotaMigration(t *testing.T) {
 		rec("b1", storage.StatusPending, 3, 0, "bøb"),
 	} {
 		if err := l.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		// Stored as the versions before the migration stored records.
+		j, err := json.Marshal((*storage.RecordWire)(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.pool.Exec(ctx, `UPDATE premigration.records SET data = $2 WHERE id = $1`, r.ID, append([]byte{1}, j...)); err != nil {
 			t.Fatal(err)
 		}
 	}

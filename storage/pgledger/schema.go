@@ -70,10 +70,11 @@ var migrations = []string{
 	// after its length in 4 big-endian bytes, then the subject. The records
 	// already stored are counted: pending ones with their charge (size, or
 	// the policy's max_size when created without one), confirmed ones into
-	// the totals. The sizes are read from the record's JSON with patterns
-	// on its escaped bytes, whatever the database's encoding: a string
-	// value cannot contain an unescaped quote, so only the record's own
-	// "size" and "max_size" fields match.
+	// the totals. Records stored before this migration are JSON
+	// (storage.encodingV1): the sizes are read with patterns on its escaped
+	// bytes, whatever the database's encoding: a string value cannot
+	// contain an unescaped quote, so only the record's own "size" and
+	// "max_size" fields match.
 	`CREATE TABLE %[1]s.usage (
 		key           bytea PRIMARY KEY,
 		route         text NOT NULL,
@@ -88,9 +89,8 @@ var migrations = []string{
 	` + recountUsage,
 }
 
-// recountUsage counts every subject's usage from the records (schema as
-// %[1]s): the quota migration runs it on the records already stored, an
-// import (import.go) on the records it brought.
+// recountUsage counts every subject's usage from the JSON records stored
+// before the usage table existed (schema as %[1]s).
 const recountUsage = `
 	INSERT INTO %[1]s.usage (key, route, source, subject, pending, pending_bytes, uploads, bytes, state)
 	SELECT sha256(int4send(length(convert_to(route, 'UTF8'))) || convert_to(route, 'UTF8') ||

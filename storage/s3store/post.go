@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/caddyupload/caddyupload/internal/jsonw"
 	"github.com/caddyupload/caddyupload/storage"
 )
 
@@ -167,9 +167,9 @@ func appendPolicy(b []byte, p *policyInput) []byte {
 	b = append(b, `{"expiration":"`...)
 	b = appendTime(b, p.expiration, true)
 	b = append(b, `","conditions":[{"bucket":`...)
-	b = appendJSONString(b, p.bucket)
+	b = jsonw.AppendString(b, p.bucket)
 	b = append(b, `},["eq","$key",`...)
-	b = appendJSONString(b, p.key)
+	b = jsonw.AppendString(b, p.key)
 	b = append(b, `],["content-length-range",`...)
 	b = strconv.AppendInt(b, p.minSize, 10)
 	b = append(b, ',')
@@ -179,22 +179,22 @@ func appendPolicy(b []byte, p *policyInput) []byte {
 	} else {
 		b = append(b, `],["starts-with","$Content-Type",`...)
 	}
-	b = appendJSONString(b, p.typeValue)
+	b = jsonw.AppendString(b, p.typeValue)
 	b = append(b, `],{"x-amz-algorithm":"`+sigAlgorithm+`"},{"x-amz-credential":`...)
 	// The credential is one JSON string of several parts: each is escaped
 	// on its own, which is the same as escaping the whole.
 	b = append(b, '"')
-	b = appendJSONChars(b, p.accessKey)
+	b = jsonw.AppendChars(b, p.accessKey)
 	b = append(b, '/')
 	b = append(b, p.day...)
 	b = append(b, '/')
-	b = appendJSONChars(b, p.region)
+	b = jsonw.AppendChars(b, p.region)
 	b = append(b, `/s3/aws4_request"},{"x-amz-date":"`...)
 	b = append(b, p.date...)
 	b = append(b, `"}`...)
 	if p.token != "" {
 		b = append(b, `,{"x-amz-security-token":`...)
-		b = appendJSONString(b, p.token)
+		b = jsonw.AppendString(b, p.token)
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
@@ -233,82 +233,6 @@ func appendTime(b []byte, t time.Time, iso bool) []byte {
 		b = append(b, ".000"...)
 	}
 	return append(b, 'Z')
-}
-
-// appendJSONString appends s as a quoted JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	b = appendJSONChars(b, s)
-	return append(b, '"')
-}
-
-// jsonSafe marks the ASCII bytes encoding/json (with HTML escaping, its
-// default) writes as they are.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = true
-	}
-	for _, c := range `"\<>&` {
-		t[c] = false
-	}
-	return t
-}()
-
-// appendJSONChars appends the JSON escape of s, without quotes, exactly as
-// encoding/json writes it: `"` and `\` escaped, control bytes as \b \f \n
-// \r \t or \u00XX, <, > and & as \u003c \u003e \u0026, U+2028 and U+2029 as
-// \u2028 \u2029, and each byte of invalid UTF-8 as \ufffd. A key or type
-// can hold any of these: none may end the string early or change the
-// condition the server checks.
-func appendJSONChars(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(b, s[start:]...)
 }
 
 // PolicySignature is the SigV4 signature of a POST policy (its base64
