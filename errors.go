@@ -1,7 +1,6 @@
 package caddyupload
 
 import (
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -146,15 +145,4 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	body.Error.Message = e.Message
 	body.Message = e.Message
 	writeJSON(w, e.Status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
 }

@@ -1,48 +1,10 @@
 package caddyupload
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"net/http"
 	"unicode"
 	"unicode/utf8"
 )
-
-// decodeBody reads a JSON request body of at most 64 KiB into v. Only
-// application/json is read, which no HTML form can send. A larger body is
-// refused after 64 KiB and one byte; net/http then drains a little more of
-// it so that the client reads the 413 rather than a reset connection.
-func decodeBody(r *http.Request, v any) *apiError {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return errUnsupportedType("the request body must be application/json")
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	switch {
-	case err != nil:
-		return errInvalid("the request body could not be read")
-	case len(data) > maxRequestBody:
-		return errTooLarge("the request body is larger than 64 KiB")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
-		var ute *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &ute):
-			return errInvalid(fmt.Sprintf("field %q has the wrong type", ute.Field))
-		case errors.Is(err, io.EOF):
-			return errInvalid("a JSON body is required")
-		}
-		return errInvalid("malformed JSON body")
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errInvalid("unexpected data after the JSON body")
-	}
-	return nil
-}
 
 // checkFilename enforces the API's filename rules: at most 255 bytes of
 // UTF-8 without control characters.

@@ -1,6 +1,7 @@
 package jsonw
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -22,6 +23,16 @@ func FuzzJSONChars(f *testing.F) {
 		}
 		if got := AppendString([]byte("x"), s); string(got[1:]) != string(want) {
 			t.Fatalf("%q: got %s; want %s", s, got[1:], want)
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		want = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+		if got := AppendStringNoHTML([]byte("x"), s); string(got[1:]) != string(want) {
+			t.Fatalf("%q without HTML escaping: got %s; want %s", s, got[1:], want)
 		}
 	})
 }

@@ -62,6 +62,8 @@ type Store struct {
 	signer *v4.Signer
 
 	bucket      string
+	bucketPath  string // "/" + bucket, for path-style URLs
+	virtualHost string // bucket + "." + the public host, for the others
 	region      string
 	pathStyle   bool
 	disablePost bool
@@ -143,6 +145,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		creds:       creds,
 		signer:      signer,
 		bucket:      cfg.Bucket,
+		bucketPath:  "/" + cfg.Bucket,
+		virtualHost: cfg.Bucket + "." + public.Host,
 		region:      region,
 		pathStyle:   cfg.UsePathStyle || !dnsCompatible(cfg.Bucket),
 		disablePost: cfg.DisablePost,

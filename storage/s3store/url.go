@@ -53,12 +53,12 @@ func (s *Store) targetFor(origin storage.Origin) target {
 		if scheme == "" {
 			scheme = "https"
 		}
-		return target{scheme: scheme, host: origin.Host, bucketPath: "/" + s.bucket}
+		return target{scheme: scheme, host: origin.Host, bucketPath: s.bucketPath}
 	}
 	if s.pathStyle {
-		return target{scheme: s.public.Scheme, host: s.public.Host, bucketPath: "/" + s.bucket}
+		return target{scheme: s.public.Scheme, host: s.public.Host, bucketPath: s.bucketPath}
 	}
-	return target{scheme: s.public.Scheme, host: s.bucket + "." + s.public.Host}
+	return target{scheme: s.public.Scheme, host: s.virtualHost}
 }
 
 // objectURL is the unsigned URL of key with the escaped query rawQuery. The
