@@ -12,7 +12,7 @@ import (
 // goes where a full run would have put it.
 var sectionOrder = []string{
 	"## Summary", "## Machine", "## Method", "## Create and sign parts", "## `/s#/params`",
-	"## # MiB upload", "## Go client vs", "## Sweeper", "## Where a create", "## Micro-benchmarks",
+	"## # MiB upload", "## Go client vs", "## Sweeper", "## Where a create", "## Micro-benchmarks", "## Levers tried",
 }
 
 var digits = regexp.MustCompile(`\d+`)

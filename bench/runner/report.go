@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -165,6 +166,11 @@ func (r *report) markdown() string {
 			p("\n<details><summary>benchstat</summary>\n\n```\n%s```\n</details>\n", r.benchstat)
 		}
 		p("\n")
+	}
+	// The levers tried on the way, with their before/after, are kept by
+	// hand: each was a separate experiment, not something a run repeats.
+	if levers, err := os.ReadFile(filepath.Join("bench", "levers.md")); err == nil {
+		p("%s", levers)
 	}
 	return b.String()
 }
