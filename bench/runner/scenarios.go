@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -357,7 +358,40 @@ type sweepResult struct {
 	During, Without  loadResult
 	CreateSeconds    float64
 	ExpiredConfirmed int
+	// CaddyCPU and S3CPU are the CPU seconds (user+system) Caddy and
+	// versitygw used from the first sweep tick to the last record expired.
+	CaddyCPU, S3CPU float64
 }
+
+// jiffies are the machine's idle and total CPU time so far (/proc/stat),
+// to tell how much of it other processes left to a run.
+type jiffies struct{ idle, total float64 }
+
+func machineIdle() jiffies {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return jiffies{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var j jiffies
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseFloat(f, 64)
+		j.total += v
+		if i == 3 || i == 4 { // idle, iowait
+			j.idle += v
+		}
+	}
+	return j
+}
+
+// since is the idle fraction of the machine from j0 to j.
+func (j jiffies) since(j0 jiffies) float64 {
+	return (j.idle - j0.idle) / max(j.total-j0.total, 1)
+}
+
+// sweepProfileSeconds is the length of the CPU profile of Caddy taken from
+// the first sweep tick.
+const sweepProfileSeconds = 3
 
 // sweeperScenario creates abandoned uploads (each with its object, one
 // byte), lets them pass their deadline, turns the sweeper on with a config
@@ -385,6 +419,14 @@ func (e *env) sweeperScenario() (*sweepResult, error) {
 	}
 	tick := time.Now().Add(time.Second) // sweep_interval after the new config started
 	time.Sleep(time.Until(tick))
+	cpuCaddy, cpuS3, idle0 := cpuSeconds(e.caddy.Pid()), cpuSeconds(e.s3.Pid()), machineIdle()
+	// Kept next to the results (git ignores *.prof): where Caddy's time
+	// goes while it sweeps and serves creates.
+	prof := make(chan error, 1)
+	go func() {
+		prof <- download(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", e.caddy.conf.Admin, sweepProfileSeconds),
+			filepath.Join(filepath.Dir(e.o.out), "sweep.prof"))
+	}()
 	cmd := e.loadgenCmd("-d", "10m", "-warmup", "0s", "-url", e.caddy.base+"/up/", "-token", e.token, "-body", createBody, "-expect", "201")
 	var out bytes.Buffer
 	cmd.Stdout = &out
@@ -392,6 +434,8 @@ func (e *env) sweeperScenario() (*sweepResult, error) {
 		return nil, err
 	}
 	done, err := e.waitSwept(logOffset, e.o.abandoned, 5*time.Minute)
+	res.CaddyCPU, res.S3CPU = cpuSeconds(e.caddy.Pid())-cpuCaddy, cpuSeconds(e.s3.Pid())-cpuS3
+	idleDuring := machineIdle().since(idle0)
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	_ = cmd.Wait()
 	if err != nil {
@@ -401,9 +445,14 @@ func (e *env) sweeperScenario() (*sweepResult, error) {
 	if res.During, err = decodeLoad(out.Bytes(), 0); err != nil {
 		return nil, err
 	}
-	log.Printf("sweeper: %d expired in %.2fs; create under sweep %.0f req/s", e.o.abandoned, res.Seconds, res.During.RPS)
+	log.Printf("sweeper: %d expired in %.2fs; create under sweep %.0f req/s; CPU seconds meanwhile: Caddy %.2f, versitygw %.2f; machine idle %.0f%%",
+		e.o.abandoned, res.Seconds, res.During.RPS, res.CaddyCPU, res.S3CPU, 100*idleDuring)
+	if err := <-prof; err != nil {
+		log.Printf("sweeper: profile: %v", err)
+	}
 	// The same load for as long, with nothing to sweep.
 	d := max(time.Duration(res.During.Seconds*float64(time.Second)), 2*time.Second)
+	cpuCaddy, idle0 = cpuSeconds(e.caddy.Pid()), machineIdle()
 	without, err := e.loadgenCmd("-d", d.String(), "-warmup", "0s", "-url", e.caddy.base+"/up/", "-token", e.token, "-body", createBody, "-expect", "201").Output()
 	if err != nil {
 		return nil, err
@@ -411,7 +460,8 @@ func (e *env) sweeperScenario() (*sweepResult, error) {
 	if res.Without, err = decodeLoad(without, 0); err != nil {
 		return nil, err
 	}
-	log.Printf("sweeper: create without sweep %.0f req/s", res.Without.RPS)
+	log.Printf("sweeper: create without sweep %.0f req/s; CPU seconds meanwhile: Caddy %.2f; machine idle %.0f%%",
+		res.Without.RPS, cpuSeconds(e.caddy.Pid())-cpuCaddy, 100*machineIdle().since(idle0))
 	if res.ObjectsLeft, err = e.countObjects("sweep/"); err != nil {
 		return nil, err
 	}
