@@ -93,7 +93,7 @@ func (r *report) markdown() string {
 	p("- CPU per request is the server's utime+stime (from `/proc/<pid>/stat`) over the whole run divided by every request of the run, warm-up included.\n")
 	p("- Big upload: %d MiB of random bytes from a temp file. `module`: the Go client (`client/`), 4 parts in parallel, bytes straight to versitygw (route with an `s3` block, not the embedded server). ", r.opts.bigSize>>20)
 	p("`module-put`: the same through a route with `multipart_threshold 5GiB`, one presigned PUT. `naive`: one multipart form POST through Caddy's `reverse_proxy` to `bench/naiveapp`, which streams it to versitygw with `PutObject`. %d alternating rounds; peak RSS is VmHWM after resetting it (`clear_refs` 5) before each upload.\n", r.opts.bigRounds)
-	p("- Sweeper: %d uploads created through the API on a route with `pending_ttl 5s` and the sweeper off, each with its one-byte object PUT to versitygw; past the deadline a config reload turns the sweeper on (`sweep_interval 1s`); the time is from its first tick to the log line reporting the last record expired (objects deleted with DeleteObjects, 100 keys a call, beside the claiming of the next 100).\n\n", r.opts.abandoned)
+	p("- Sweeper: %d uploads created through the API on a route with `pending_ttl 5s` and the sweeper off, each with its one-byte object PUT to versitygw; past the deadline a config reload turns the sweeper on (`sweep_interval 1s`); the time is from its first tick to the log line reporting the last record expired (records claimed 100 to a ledger transaction; objects deleted with DeleteObjects, up to 1000 keys a call, one call at a time beside the claiming of the next records).\n\n", r.opts.abandoned)
 
 	if r.routes != nil {
 		p("## Create and sign parts vs `respond`\n\n")

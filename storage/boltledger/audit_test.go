@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/caddyupload/caddyupload/storage"
 	bolt "go.etcd.io/bbolt"
 )
 
 // checkConsistent runs bbolt's page check and audits the indexes: every
-// record has its keys entry, every pending record exactly its due entry,
-// and no index entry points at anything else. The read path filters on the
+// record has its keys entry, every record the sweeper must act on
+// (pending, or kept for a recheck or retirement) exactly its due entry, and
+// no index entry points at anything else. The read path filters on the
 // record itself, so a stale index entry would not show in answers.
 func checkConsistent(t *testing.T, l *Ledger) {
 	t.Helper()
@@ -28,7 +28,7 @@ func checkConsistent(t *testing.T, l *Ledger) {
 
 func auditIndexes(tx *bolt.Tx) error {
 	keys, due := tx.Bucket(bucketKeys), tx.Bucket(bucketDue)
-	pending := 0
+	dueRecs := 0
 	err := tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
 		rec, err := decodeRecord(v)
 		if err != nil {
@@ -40,11 +40,11 @@ func auditIndexes(tx *bolt.Tx) error {
 		if id := keys.Get(keyIndexKey(rec.Internal.Store, rec.Key)); string(id) != rec.ID {
 			return fmt.Errorf("keys entry of %s points at %q", rec.ID, id)
 		}
-		if rec.Status == storage.StatusPending {
-			pending++
+		if rec.NeedsSweep() {
+			dueRecs++
 			b := due.Bucket([]byte(rec.Internal.Store))
 			if b == nil || b.Get(dueKey(rec.Internal.ExpiresAt, rec.ID)) == nil {
-				return fmt.Errorf("pending %s has no due entry", rec.ID)
+				return fmt.Errorf("%s record %s has no due entry", rec.Status, rec.ID)
 			}
 		}
 		return nil
@@ -63,7 +63,7 @@ func auditIndexes(tx *bolt.Tx) error {
 			if err != nil {
 				return fmt.Errorf("due entry %x: %w", k, err)
 			}
-			if rec.Status != storage.StatusPending || rec.Internal.Store != string(store) || !bytes.Equal(k, dueKey(rec.Internal.ExpiresAt, rec.ID)) {
+			if !rec.NeedsSweep() || rec.Internal.Store != string(store) || !bytes.Equal(k, dueKey(rec.Internal.ExpiresAt, rec.ID)) {
 				return fmt.Errorf("stale due entry %x in store %q for %+v", k, store, rec)
 			}
 			return nil
@@ -72,8 +72,8 @@ func auditIndexes(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	if dueN != pending {
-		return fmt.Errorf("%d due entries for %d pending records", dueN, pending)
+	if dueN != dueRecs {
+		return fmt.Errorf("%d due entries for %d records due", dueN, dueRecs)
 	}
 	return auditEvents(tx)
 }
