@@ -71,11 +71,8 @@ func expire(r *storage.Record, at time.Time) {
 // batchTestEachAlone: records updated, a missing one and one fn refuses
 // fail alone, and an empty batch does nothing.
 func batchTestEachAlone(t *testing.T, h *batchHarness) {
-	var ids []string
 	for i := range 5 {
-		r := ledgerRecord(fmt.Sprintf("b%d", i), "s3:a", fmt.Sprintf("k%d", i), ledgerAt(time.Duration(i)*time.Second))
-		h.create(r)
-		ids = append(ids, r.ID)
+		h.create(ledgerRecord(fmt.Sprintf("b%d", i), "s3:a", fmt.Sprintf("k%d", i), ledgerAt(time.Duration(i)*time.Second)))
 	}
 	errMine := errors.New("policy says no")
 	batch := []string{"b0", "missing", "b1", "b2", "\x00bad", "b3"}
