@@ -79,14 +79,11 @@ func (h *Handler) serveCreate(c *call) error {
 	} else {
 		resp.Method, resp.URL, resp.Headers, resp.Fields, resp.ExpiresAt = sr.Method, sr.URL, sr.Headers, sr.Fields, sr.Expires
 	}
-	bp := answerBufs.Get().(*[]byte)
-	*bp = resp.appendJSON((*bp)[:0])
-	writeJSONBytes(c.w, http.StatusCreated, *bp)
-	putAnswer(bp)
+	writeJSON(c.w, http.StatusCreated, &resp)
 	return nil
 }
 
-// appendJSON appends r as writeJSON would write it, without reflection:
+// appendJSON appends r as encoding/json writes it, without reflection:
 // every create answers with one (TestCreateResponseJSON holds the two
 // equal).
 func (r *createResponse) appendJSON(b []byte) []byte {

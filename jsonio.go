@@ -19,15 +19,6 @@ var jsonBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // maxPooledBuffer keeps a rare large body from pinning its memory in the pool.
 const maxPooledBuffer = 16 << 10
 
-// answerBufs hold answers written without reflection (appendJSON).
-var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-func putAnswer(bp *[]byte) {
-	if cap(*bp) <= maxPooledBuffer {
-		answerBufs.Put(bp)
-	}
-}
-
 func getBuffer() *bytes.Buffer { return jsonBufs.Get().(*bytes.Buffer) }
 
 func putBuffer(b *bytes.Buffer) {
@@ -73,25 +64,31 @@ func decodeBody(r *http.Request, v any) *apiError {
 	return nil
 }
 
+// jsonAppender is an answer that writes its own JSON, byte for byte what
+// encoding/json would: the answers sent most often skip reflection.
+type jsonAppender interface {
+	appendJSON(b []byte) []byte
+}
+
 // writeJSON answers with v as JSON, in one write.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	buf := getBuffer()
 	defer putBuffer(buf)
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
-	writeJSONBytes(w, status, buf.Bytes())
-}
-
-func writeJSONBytes(w http.ResponseWriter, status int, body []byte) {
+	if a, ok := v.(jsonAppender); ok {
+		buf.Write(a.appendJSON(buf.AvailableBuffer()))
+	} else {
+		enc := json.NewEncoder(buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(v)
+	}
 	// One allocation for the three values; each slice is capped, so an
 	// Add by a later handler copies rather than writes into a neighbour.
 	vals := [...]string{"application/json; charset=utf-8", "no-store", "nosniff"}
-	s := vals[:]
+	hv := vals[:]
 	h := w.Header()
-	h["Content-Type"] = s[0:1:1]
-	h["Cache-Control"] = s[1:2:2]
-	h["X-Content-Type-Options"] = s[2:3:3]
+	h["Content-Type"] = hv[0:1:1]
+	h["Cache-Control"] = hv[1:2:2]
+	h["X-Content-Type-Options"] = hv[2:3:3]
 	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(buf.Bytes())
 }

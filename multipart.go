@@ -96,14 +96,11 @@ func (h *Handler) serveSignParts(c *call) error {
 		resp.Parts = append(resp.Parts, signedPart{Number: n, URL: sp.URL, Headers: sp.Headers})
 		resp.ExpiresAt = sp.Expires
 	}
-	bp := answerBufs.Get().(*[]byte)
-	*bp = resp.appendJSON((*bp)[:0])
-	writeJSONBytes(c.w, http.StatusOK, *bp)
-	putAnswer(bp)
+	writeJSON(c.w, http.StatusOK, &resp)
 	return nil
 }
 
-// appendJSON appends r as writeJSON would write it, without reflection
+// appendJSON appends r as encoding/json writes it, without reflection
 // (TestSignPartsResponseJSON holds the two equal).
 func (r *signPartsResponse) appendJSON(b []byte) []byte {
 	b = append(b, `{"parts":`...)

@@ -72,10 +72,10 @@ func (l *Ledger) RecountUsage(ctx context.Context) error {
 				return err
 			}
 			b := &pgx.Batch{}
-			for _, u := range usage {
+			for k, u := range usage {
 				b.Queue(`INSERT INTO `+l.schema+`.usage (key, route, source, subject, pending, pending_bytes, uploads, bytes, state)
 					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '')`,
-					u.key.Digest(), u.key.Route, u.key.Source, u.key.Subject, u.pending, u.pendingBytes, u.uploads, u.bytes)
+					k.Digest(), k.Route, k.Source, k.Subject, u.Pending, u.PendingBytes, u.Uploads, u.Bytes)
 			}
 			err = tx.SendBatch(ctx, b).Close()
 			return err
@@ -87,44 +87,32 @@ func (l *Ledger) RecountUsage(ctx context.Context) error {
 	return nil
 }
 
-type counted struct {
-	key                                   storage.QuotaKey
-	pending, pendingBytes, uploads, bytes int64
-}
-
-// countUsage adds up the records that count towards usage: the pending
-// ones with their charge, the confirmed ones into the totals.
-func countUsage(ctx context.Context, tx pgx.Tx, schema string) ([]*counted, error) {
+// countUsage adds up, by quota key, what the records count towards usage
+// (storage.UsageChanges: pending ones with their charge, confirmed ones
+// into the totals).
+func countUsage(ctx context.Context, tx pgx.Tx, schema string) (map[storage.QuotaKey]*storage.Usage, error) {
 	rows, err := tx.Query(ctx, `SELECT data FROM `+schema+`.records WHERE status IN ('pending', 'confirmed')`)
 	if err != nil {
 		return nil, err
 	}
-	byKey := map[storage.QuotaKey]*counted{}
-	var out []*counted
+	usage := map[storage.QuotaKey]*storage.Usage{}
 	var data []byte
 	_, err = pgx.ForEachRow(rows, []any{&data}, func() error {
 		rec, err := decodeRecord(data)
 		if err != nil {
 			return err
 		}
-		k := storage.QuotaKeyOf(rec)
-		c := byKey[k]
-		if c == nil {
-			c = &counted{key: k}
-			byKey[k] = c
-			out = append(out, c)
-		}
-		switch rec.Status {
-		case storage.StatusPending:
-			c.pending++
-			c.pendingBytes += storage.Charge(rec)
-		case storage.StatusConfirmed:
-			c.uploads++
-			c.bytes += max(rec.Size, 0)
+		for _, c := range storage.UsageChanges(nil, rec) {
+			u := usage[c.Key]
+			if u == nil {
+				u = new(storage.Usage)
+				usage[c.Key] = u
+			}
+			u.Apply(c)
 		}
 		return nil
 	})
-	return out, err
+	return usage, err
 }
 
 // Export reads every record and event in one repeatable-read transaction.
