@@ -16,29 +16,15 @@ func (l *Ledger) UpdateEach(ctx context.Context, ids []string, fn func(int, *sto
 	if len(ids) == 0 {
 		return recs, errs
 	}
-	failAll := func(err error) ([]*storage.Record, []error) {
-		for i := range errs {
-			errs[i] = err
-		}
-		return recs, errs
-	}
-	if err := ctx.Err(); err != nil {
-		return failAll(err)
-	}
-	if err := l.Failed(); err != nil {
-		return failAll(err)
-	}
 	ops := make([]*op, len(ids))
 	for i, id := range ids {
 		ops[i] = &op{ctx: ctx, prepare: updateOp(id, func(rec *storage.Record) error { return fn(i, rec) }), done: make(chan result, 1)}
 	}
-	if l.noGroup {
-		if l.closed.Load() {
-			return failAll(ErrClosed)
+	if err := l.submit(ctx, ops); err != nil {
+		for i := range errs {
+			errs[i] = err
 		}
-		l.runBatch(ops)
-	} else if err := l.enqueueAll(ops); err != nil {
-		return failAll(err)
+		return recs, errs
 	}
 	var panicked any
 	for i, o := range ops {
@@ -52,19 +38,6 @@ func (l *Ledger) UpdateEach(ctx context.Context, ids []string, fn func(int, *sto
 		panic(panicked)
 	}
 	return recs, errs
-}
-
-// enqueueAll queues ops under one lock, so that the writer, which takes the
-// whole queue, commits them in one transaction.
-func (l *Ledger) enqueueAll(ops []*op) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closing {
-		return ErrClosed
-	}
-	l.queue = append(l.queue, ops...)
-	l.cond.Signal()
-	return nil
 }
 
 var _ storage.BatchUpdater = (*Ledger)(nil)

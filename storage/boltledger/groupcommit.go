@@ -30,19 +30,8 @@ type result struct {
 // durable. The answer always tells the truth: a caller whose ctx ends while
 // its write is queued still waits for the (short) batch rather than guess.
 func (l *Ledger) write(ctx context.Context, prepare prepareFunc) (*storage.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := l.Failed(); err != nil {
-		return nil, err
-	}
 	o := &op{ctx: ctx, prepare: prepare, done: make(chan result, 1)}
-	if l.noGroup {
-		if l.closed.Load() {
-			return nil, ErrClosed
-		}
-		l.runBatch([]*op{o})
-	} else if err := l.enqueue(o); err != nil {
+	if err := l.submit(ctx, []*op{o}); err != nil {
 		return nil, err
 	}
 	r := <-o.done
@@ -52,13 +41,29 @@ func (l *Ledger) write(ctx context.Context, prepare prepareFunc) (*storage.Recor
 	return r.rec, r.err
 }
 
-func (l *Ledger) enqueue(o *op) error {
+// submit hands ops to the writer under one lock, so that it takes them into
+// one transaction (with NoGroupCommit it runs them here); each op's result
+// arrives on its done channel.
+func (l *Ledger) submit(ctx context.Context, ops []*op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := l.Failed(); err != nil {
+		return err
+	}
+	if l.noGroup {
+		if l.closed.Load() {
+			return ErrClosed
+		}
+		l.runBatch(ops)
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closing {
 		return ErrClosed
 	}
-	l.queue = append(l.queue, o)
+	l.queue = append(l.queue, ops...)
 	l.cond.Signal()
 	return nil
 }
